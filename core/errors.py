@@ -1,0 +1,17 @@
+"""Exceptions the core raises for input a user must fix (Processing turns them into clear messages)."""
+
+
+class RtsFusionError(ValueError):
+    """Base class: bad or unusable input, described in words a user understands."""
+
+
+class AlignmentError(RtsFusionError):
+    """The input layers cannot be placed on one common grid (no overlap, no georeferencing, ...)."""
+
+
+class FeatureError(RtsFusionError):
+    """A requested feature cannot be derived from the inputs given."""
+
+
+class OperationCanceled(Exception):
+    """The user cancelled a long operation; partial outputs have been removed."""

@@ -1,0 +1,276 @@
+"""A realistic, deterministic synthetic RTS scene: plateau DEM, surface classes, thaw slumps, sensors.
+
+Used by the demo, the tests and the benchmarks. The scene follows what the study reports of thaw
+slumps on the Qinghai-Tibet Plateau: they sit on gentle (3–10°) slopes near water at 4,400–5,200 m,
+have lower NDVI, brighter bare soil (notably in the blue band) and warmer land-surface temperature than
+the meadow around them. Confounders keep any single band from separating them: bare patches that are
+not slumps, south-facing slopes that are warm, terrain illumination, sensor noise.
+
+The optical image (Sentinel-2-like, UTM 46N, 10 m, six bands), thermal layer (Landsat-ST-like DN, UTM
+45N, 30 m), DEM (geographic, 1 arc-second), monthly temperature series (100 m) and slump outlines
+(GeoPackage) are written as separate files, each with its own CRS and resolution, like real inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.features import rasterize
+from rasterio.warp import calculate_default_transform, reproject
+from scipy import ndimage
+
+from . import terrain
+from .vector import PolygonRecord, write_polygons
+
+OPTICAL_CRS = "EPSG:32646"
+THERMAL_CRS = "EPSG:32645"
+DEM_CRS = "EPSG:4326"
+PIXEL = 10.0
+ORIGIN = (460_000.0, 3_870_000.0)  # UTM 46N, about 34.97° N 92.56° E (Beiluhe region)
+ST_SCALE, ST_OFFSET = 0.00341802, 149.0  # Landsat Collection 2 surface-temperature encoding
+
+# Reflectance spectra: blue, green, red, NIR, SWIR1, SWIR2.
+SPECTRA = {
+    "meadow": np.array([0.035, 0.065, 0.050, 0.32, 0.19, 0.10]),
+    "bare": np.array([0.090, 0.130, 0.170, 0.23, 0.31, 0.26]),
+    "slump": np.array([0.125, 0.150, 0.170, 0.21, 0.24, 0.19]),
+    "water": np.array([0.060, 0.060, 0.040, 0.015, 0.008, 0.005]),
+}
+S2_BANDS = ("B2 (blue)", "B3 (green)", "B4 (red)", "B8 (NIR)", "B11 (SWIR1)", "B12 (SWIR2)")
+
+
+@dataclass(frozen=True)
+class SampleScene:
+    """Paths of a written sample scene and what it contains."""
+
+    optical: str
+    thermal: str
+    dem: str
+    temperature_series: str
+    slumps: str
+    n_slumps: int
+    slump_fraction: float
+    size: int
+
+
+def _fractal(rng: np.random.Generator, n: int, beta: float) -> np.ndarray:
+    """Gaussian random field with a 1/f^beta power spectrum, scaled to zero mean and unit std."""
+    fy = np.fft.fftfreq(n)[:, None]
+    fx = np.fft.rfftfreq(n)[None, :]
+    f = np.hypot(fx, fy)
+    f[0, 0] = 1.0
+    amp = f ** (-beta / 2.0)
+    amp[0, 0] = 0.0
+    phase = rng.normal(size=amp.shape) + 1j * rng.normal(size=amp.shape)
+    field = np.fft.irfft2(amp * phase, s=(n, n))
+    return (field - field.mean()) / field.std()
+
+
+def _slump_outline(
+    rng: np.random.Generator, cx: float, cy: float, length: float, width: float, aspect_rad: float
+) -> list[tuple[float, float]]:
+    """A horseshoe/tongue outline: wide arc at the headwall (upslope), narrowing tongue downslope."""
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    u = np.cos(t)  # −1 headwall (upslope) … +1 toe (downslope)
+    jitter = 1.0 + 0.07 * np.convolve(rng.normal(size=t.size + 4), np.ones(5) / 5, mode="valid")
+    along = u * length / 2 * jitter
+    across = np.sin(t) * width / 2 * (1.0 - 0.3 * (u + 1) / 2) * jitter
+    de, dn = math.sin(aspect_rad), math.cos(aspect_rad)  # downslope unit vector (east, north)
+    xs = cx + along * de + across * dn
+    ys = cy + along * dn - across * de
+    return list(zip(xs.tolist(), ys.tolist()))
+
+
+def _write(path: str, data: np.ndarray, crs: str, transform: Affine, nodata: float, **extra: object) -> None:
+    profile = {
+        "driver": "GTiff",
+        "dtype": data.dtype.name,
+        "count": data.shape[0],
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "crs": CRS.from_user_input(crs),
+        "transform": transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, desc in enumerate(extra.get("descriptions", ()), start=1):
+            dst.set_band_description(i, desc)
+        if "scales" in extra:
+            dst.scales = extra["scales"]
+            dst.offsets = extra["offsets"]
+        if "units" in extra:
+            for i in range(1, data.shape[0] + 1):
+                dst.set_band_unit(i, extra["units"])
+
+
+def _resample_to(
+    data: np.ndarray, src_transform: Affine, dst_crs: str, res: float, resampling: Resampling
+) -> tuple[np.ndarray, Affine]:
+    """Reproject (bands, h, w) float data from the UTM 46N scene grid to another CRS and resolution."""
+    src_crs = CRS.from_user_input(OPTICAL_CRS)
+    h, w = data.shape[1:]
+    left, top = src_transform.c, src_transform.f
+    bounds = (left, top - h * PIXEL, left + w * PIXEL, top)
+    dst_transform, dw, dh = calculate_default_transform(
+        src_crs, CRS.from_user_input(dst_crs), w, h, *bounds, resolution=res
+    )
+    out = np.full((data.shape[0], dh, dw), np.nan, dtype=np.float32)
+    reproject(
+        data.astype(np.float32),
+        out,
+        src_transform=src_transform,
+        src_crs=src_crs,
+        src_nodata=np.nan,
+        dst_transform=dst_transform,
+        dst_crs=CRS.from_user_input(dst_crs),
+        dst_nodata=np.nan,
+        resampling=resampling,
+    )
+    return out, dst_transform
+
+
+def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> SampleScene:
+    """Write a synthetic RTS scene of size × size optical pixels (10 m) into folder.
+
+    Args:
+        folder: output folder (created if missing); files are overwritten.
+        size: optical image side in pixels (≥ 64).
+        seed: random seed; the same seed gives the same files.
+
+    Returns:
+        The written paths and the number of slumps drawn.
+    """
+    if size < 64:
+        raise ValueError("The sample scene needs at least 64 × 64 pixels.")
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    margin = max(16, size // 8)  # DEM and thermal cover more than the optical image, as in real data
+    n = size + 2 * margin
+    full_transform = Affine(PIXEL, 0, ORIGIN[0] - margin * PIXEL, 0, -PIXEL, ORIGIN[1] + margin * PIXEL)
+
+    # --- Terrain: fractal plateau, a regional tilt, lakes in the lowest basins.
+    relief = _fractal(rng, n, beta=4.0)
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    dem = 4780 + 80 * relief + 60 * (xx - 0.5) - 40 * (yy - 0.5)
+    smooth = ndimage.gaussian_filter(dem, 3)
+    water = smooth < np.percentile(smooth, 6)
+    water = ndimage.binary_opening(water, iterations=2)
+    lake_level = np.where(water, np.percentile(smooth, 6), dem)
+    dem = np.where(water, lake_level, dem)
+    slope = terrain.slope_degrees(dem, PIXEL, PIXEL)
+    slope = np.where(np.isnan(slope), 0, slope)
+    asp_sin, asp_cos = terrain.aspect_sin_cos(dem, PIXEL, PIXEL)
+    asp_sin, asp_cos = np.nan_to_num(asp_sin), np.nan_to_num(asp_cos)
+    dist_water = ndimage.distance_transform_edt(~water) * PIXEL
+
+    # --- Thaw slumps: gentle slopes, near water, not overlapping.
+    n_target = max(4, round(14 * (size / 512) ** 2))
+    ok = (slope >= 3) & (slope <= 10) & (dist_water > 20) & (dist_water < 400)
+    edge = margin + 20
+    ok[:edge], ok[-edge:], ok[:, :edge], ok[:, -edge:] = False, False, False, False
+    cand = np.argwhere(ok)
+    slump_mask = np.zeros((n, n), dtype=bool)
+    records = []
+    tries = 0
+    while len(records) < n_target and tries < 400 and len(cand):
+        tries += 1
+        r, c = cand[rng.integers(len(cand))]
+        length = rng.uniform(90, 260)
+        width = length * rng.uniform(0.6, 1.0)
+        aspect = math.atan2(asp_sin[r, c], asp_cos[r, c])
+        cx, cy = full_transform * (c + 0.5, r + 0.5)
+        ring = _slump_outline(rng, cx, cy, length, width, aspect)
+        m = rasterize([({"type": "Polygon", "coordinates": [ring + [ring[0]]]}, 1)], (n, n), transform=full_transform)
+        m = m.astype(bool)
+        if not m.any() or (ndimage.binary_dilation(slump_mask, iterations=4) & m).any() or (m & water).any():
+            continue
+        slump_mask |= m
+        area = float(m.sum()) * PIXEL * PIXEL
+        records.append(PolygonRecord(ring, {"id": len(records) + 1, "area_m2": round(area, 1), "source": "synthetic"}))
+
+    # --- Surface: meadow with varying cover, bare patches (confounders), slumps, water.
+    cover = np.clip(0.78 + 0.12 * _fractal(rng, n, 2.2) - 0.01 * np.clip(slope - 12, 0, None), 0.2, 0.95)
+    bare_field = ndimage.gaussian_filter(_fractal(rng, n, 2.0), 2)
+    bare = (bare_field > np.percentile(bare_field, 93)) & ~ndimage.binary_dilation(slump_mask, iterations=6) & ~water
+    slump_soft = ndimage.gaussian_filter(slump_mask.astype(float), 1.0)
+    bare_soft = ndimage.gaussian_filter(bare.astype(float), 1.5)
+    veg = cover * (1 - 0.85 * bare_soft) * (1 - 0.8 * slump_soft)
+    soil_slump = slump_soft / np.maximum(slump_soft + bare_soft, 1e-6)
+    soil = SPECTRA["bare"][:, None, None] * (1 - soil_slump) + SPECTRA["slump"][:, None, None] * soil_slump
+    refl = veg * SPECTRA["meadow"][:, None, None] + (1 - veg) * soil
+    # Illumination from the south-east at 50° elevation: shaded slopes darker, sunlit ones brighter.
+    sun_az, sun_el = math.radians(135), math.radians(50)
+    s_rad = np.radians(slope)
+    cos_i = np.cos(s_rad) * math.sin(sun_el) + np.sin(s_rad) * math.cos(sun_el) * (
+        asp_sin * math.sin(sun_az) + asp_cos * math.cos(sun_az)
+    )
+    illum = np.clip(cos_i / math.sin(sun_el), 0.55, 1.35)
+    refl = refl * illum
+    refl = np.where(water, SPECTRA["water"][:, None, None], refl)
+    refl = refl * (1 + 0.04 * rng.normal(size=refl.shape)) + 0.003 * rng.normal(size=refl.shape)
+    refl = np.clip(refl, 0.0005, 1.0)
+
+    # --- Land-surface temperature (K): lapse rate, warm south-facing slopes, bare and slump soil warmer.
+    lst = (
+        291.0
+        - 0.0065 * (dem - 4780)
+        + 2.5 * (-asp_cos) * np.clip(slope / 15, 0, 1)
+        + 4.0 * (1 - veg)
+        + 2.0 * slump_soft
+        + 1.2 * _fractal(rng, n, 2.5)
+        + 0.6 * rng.normal(size=(n, n))
+    )
+    lst = np.where(water, 282.0 + 0.3 * rng.normal(size=(n, n)), lst)
+
+    # --- Write the optical image: the central size × size pixels, Sentinel-2 L2A-like DN.
+    inner = np.s_[margin : margin + size, margin : margin + size]
+    opt_transform = Affine(PIXEL, 0, ORIGIN[0], 0, -PIXEL, ORIGIN[1])
+    dn = np.clip(np.round(refl[:, inner[0], inner[1]] * 10000), 1, 65535).astype(np.uint16)
+    paths = {k: os.path.join(folder, f"{k}.tif") for k in ("optical", "thermal", "dem", "temperature_series")}
+    _write(paths["optical"], dn, OPTICAL_CRS, opt_transform, 0, descriptions=S2_BANDS,
+           scales=[1e-4] * 6, offsets=[0.0] * 6)
+
+    # --- Thermal: 30 m in the neighbouring UTM zone, Landsat ST encoding (DN × 0.00341802 + 149 = K).
+    th, th_transform = _resample_to(lst[None], full_transform, THERMAL_CRS, 30.0, Resampling.average)
+    th_dn = np.where(np.isfinite(th), np.round((th - ST_OFFSET) / ST_SCALE), 0).astype(np.uint16)
+    _write(paths["thermal"], th_dn, THERMAL_CRS, th_transform, 0, descriptions=["ST_B10 (surface temperature)"],
+           scales=[ST_SCALE], offsets=[ST_OFFSET], units="K")
+
+    # --- DEM: geographic, 1 arc-second.
+    dm, dm_transform = _resample_to(dem[None], full_transform, DEM_CRS, 1 / 3600, Resampling.bilinear)
+    _write(paths["dem"], np.where(np.isfinite(dm), dm, -32768).astype(np.float32), DEM_CRS, dm_transform,
+           -32768, descriptions=["elevation"], units="m")
+
+    # --- Monthly mean temperature series (°C) at 100 m: annual cycle around a mean tied to LST.
+    months = [f"2023-{m:02d}-15" for m in range(1, 13)]
+    mean_annual = (lst - 273.15) - 13.0 + 0.8 * slump_soft
+    doy = np.array([31 * (m - 1) + 15 for m in range(1, 13)])
+    cycle = 11.0 * np.cos(2 * np.pi * (doy - 200) / 365.0)
+    series = mean_annual[None] + cycle[:, None, None]
+    ts, ts_transform = _resample_to(series, full_transform, OPTICAL_CRS, 100.0, Resampling.average)
+    _write(paths["temperature_series"], np.where(np.isfinite(ts), ts, -9999).astype(np.float32), OPTICAL_CRS,
+           ts_transform, -9999, descriptions=months, units="degC")
+
+    # --- Slump outlines (only those wholly inside the optical image).
+    slumps_path = os.path.join(folder, "slumps.gpkg")
+    x0, y0 = ORIGIN
+    x1, y1 = x0 + size * PIXEL, y0 - size * PIXEL
+    inside = [rec for rec in records if all(x0 <= x <= x1 and y1 <= y <= y0 for x, y in rec.exterior)]
+    write_polygons(slumps_path, "slumps", CRS.from_user_input(OPTICAL_CRS).to_wkt(), inside)
+    fraction = float(slump_mask[inner].mean())
+    return SampleScene(
+        paths["optical"], paths["thermal"], paths["dem"], paths["temperature_series"], slumps_path,
+        len(inside), fraction, size,
+    )

@@ -1,0 +1,104 @@
+"""Minimal polygon I/O through GDAL's OGR (the same GDAL as rasterio and QGIS), QGIS-free."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from osgeo import ogr, osr
+
+ogr.UseExceptions()
+osr.UseExceptions()
+
+Ring = Sequence[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class PolygonRecord:
+    """One polygon (exterior ring, optional holes) with its attributes."""
+
+    exterior: Ring
+    attributes: dict[str, int | float | str]
+    holes: tuple[Ring, ...] = ()
+
+
+def _ogr_type(value: object) -> int:
+    if isinstance(value, bool | int):
+        return ogr.OFTInteger64
+    if isinstance(value, float):
+        return ogr.OFTReal
+    return ogr.OFTString
+
+
+def write_polygons(path: str, layer_name: str, crs_wkt: str, records: Sequence[PolygonRecord]) -> None:
+    """Write polygons to a new GeoPackage (the file is replaced).
+
+    Field types are taken from the first record's attribute values.
+    """
+    if os.path.exists(path):
+        os.remove(path)
+    driver = ogr.GetDriverByName("GPKG")
+    ds = driver.CreateDataSource(path)
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(crs_wkt)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    layer = ds.CreateLayer(layer_name, srs, ogr.wkbPolygon)
+    if records:
+        for key, value in records[0].attributes.items():
+            layer.CreateField(ogr.FieldDefn(key, _ogr_type(value)))
+    defn = layer.GetLayerDefn()
+    for rec in records:
+        poly = ogr.Geometry(ogr.wkbPolygon)
+        for ring_coords in (rec.exterior, *rec.holes):
+            ring = ogr.Geometry(ogr.wkbLinearRing)
+            for x, y in ring_coords:
+                ring.AddPoint_2D(float(x), float(y))
+            ring.CloseRings()
+            poly.AddGeometry(ring)
+        feat = ogr.Feature(defn)
+        feat.SetGeometry(poly)
+        for key, value in rec.attributes.items():
+            feat.SetField(key, value)
+        layer.CreateFeature(feat)
+    ds = None  # noqa: F841 - closing the data source flushes it
+
+
+def read_polygons(path: str, target_crs_wkt: str | None = None) -> list[list[list[tuple[float, float]]]]:
+    """Read every polygon of the first layer as lists of rings, optionally reprojected.
+
+    Multipolygons are split into their parts. Returns a list of polygons, each [exterior, *holes].
+    """
+    ds = ogr.Open(path)
+    if ds is None:
+        raise ValueError(f"Cannot open vector file '{path}'.")
+    layer = ds.GetLayer(0)
+    transform = None
+    if target_crs_wkt:
+        src = layer.GetSpatialRef()
+        dst = osr.SpatialReference()
+        dst.ImportFromWkt(target_crs_wkt)
+        dst.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        if src is not None:
+            src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            transform = osr.CoordinateTransformation(src, dst)
+    out = []
+    for feat in layer:
+        geom = feat.GetGeometryRef()
+        if geom is None:
+            continue
+        geom = geom.Clone()
+        if transform is not None:
+            geom.Transform(transform)
+        if ogr.GT_Flatten(geom.GetGeometryType()) == ogr.wkbPolygon:
+            parts = [geom]
+        else:
+            parts = [geom.GetGeometryRef(i) for i in range(geom.GetGeometryCount())]
+        for part in parts:
+            rings = []
+            for i in range(part.GetGeometryCount()):
+                ring = part.GetGeometryRef(i)
+                rings.append([(ring.GetX(j), ring.GetY(j)) for j in range(ring.GetPointCount())])
+            if rings:
+                out.append(rings)
+    return out

@@ -1,0 +1,1 @@
+"""GUI side of RTS Fusion: the plugin class and its widgets."""

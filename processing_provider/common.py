@@ -1,0 +1,60 @@
+"""Shared pieces of the algorithms: base class, core-error translation, feedback adapters."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingFeedback
+from qgis.PyQt.QtGui import QIcon
+
+from ..core.errors import OperationCanceled, RtsFusionError
+
+T = TypeVar("T")
+ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
+
+
+class RtsAlgorithm(QgsProcessingAlgorithm):
+    """Base of every RTS Fusion algorithm: icon, group, and a fresh instance per run."""
+
+    GROUP = "Data preparation"
+
+    def createInstance(self):  # noqa: N802 - QGIS API name
+        return type(self)()
+
+    def group(self) -> str:
+        return self.GROUP
+
+    def groupId(self) -> str:  # noqa: N802 - QGIS API name
+        return self.GROUP.lower().replace(" ", "")
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON)
+
+
+def run_core(feedback: QgsProcessingFeedback, fn: Callable[..., T], *args, **kwargs) -> T:
+    """Call a core function with progress and cancel wired to feedback; core errors become messages.
+
+    A RtsFusionError (bad input, explained) and a cancellation turn into QgsProcessingException, which
+    Processing shows to the user as a message instead of a traceback.
+    """
+    try:
+        return fn(*args, progress=feedback.setProgress, is_canceled=feedback.isCanceled, **kwargs)
+    except OperationCanceled as exc:
+        raise QgsProcessingException(f"Cancelled by the user; partial outputs were removed. ({exc})") from exc
+    except RtsFusionError as exc:
+        raise QgsProcessingException(str(exc)) from exc
+
+
+def layer_path(layer, name: str) -> str:
+    """File path behind a raster layer parameter, or a clear error for layers that are not files."""
+    if layer is None:
+        raise QgsProcessingException(f"The {name} layer is missing or invalid.")
+    path = layer.source().split("|")[0]
+    if not os.path.exists(path):
+        raise QgsProcessingException(
+            f"The {name} layer '{layer.name()}' is not a local raster file ({layer.source()}); "
+            "save it as a GeoTIFF first."
+        )
+    return path

@@ -1,0 +1,33 @@
+"""The Processing provider `rtsfusion` and its algorithm list."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .align_fuse import AlignFuseAlgorithm
+from .sample_scene import SampleSceneAlgorithm
+
+ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
+
+
+class RtsFusionProvider(QgsProcessingProvider):
+    """Retrogressive-thaw-slump mapping algorithms."""
+
+    def id(self) -> str:
+        return "rtsfusion"
+
+    def name(self) -> str:
+        return "RTS Fusion"
+
+    def longName(self) -> str:  # noqa: N802 - QGIS API name
+        return "RTS Fusion: retrogressive thaw slump mapping"
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON)
+
+    def loadAlgorithms(self) -> None:  # noqa: N802 - QGIS API name
+        for alg in (AlignFuseAlgorithm(), SampleSceneAlgorithm()):
+            self.addAlgorithm(alg)

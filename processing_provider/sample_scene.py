@@ -1,0 +1,91 @@
+"""Algorithm "Create sample scene": a synthetic thaw-slump scene with optical, thermal, DEM and outlines."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+)
+
+from ..core.synthetic import generate_sample_scene
+from .common import RtsAlgorithm
+
+
+class SampleSceneAlgorithm(RtsAlgorithm):
+    """Write a deterministic synthetic scene to try every algorithm without data of one's own."""
+
+    SIZE = "SIZE"
+    SEED = "SEED"
+    FOLDER = "FOLDER"
+    OPTICAL = "OPTICAL"
+    THERMAL = "THERMAL"
+    DEM = "DEM"
+    TEMPERATURE_SERIES = "TEMPERATURE_SERIES"
+    SLUMPS = "SLUMPS"
+    N_SLUMPS = "N_SLUMPS"
+
+    def name(self) -> str:
+        return "samplescene"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API name
+        return "Create sample scene"
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
+        return (
+            "Writes a synthetic, deterministic thaw-slump scene on a permafrost plateau (4,400–5,200 m): a "
+            "Sentinel-2-like optical image (UTM 46N, 10 m, bands B2, B3, B4, B8, B11, B12, scale 0.0001), a "
+            "Landsat-like surface-temperature layer (UTM 45N, 30 m, DN × 0.00341802 + 149 = K), a DEM "
+            "(WGS 84, 1 arc-second), a monthly temperature series (100 m, °C) and the slump outlines "
+            "(GeoPackage). Slumps lie on 3–10° slopes near lakes and are bare, bright and warm, with "
+            "confounders (bare patches, warm south slopes, terrain shading) so no single band finds them.<br>"
+            "The same size and seed always give the same files."
+        )
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.SIZE, "Optical image size (pixels per side)", QgsProcessingParameterNumber.Integer,
+                defaultValue=512, minValue=64, maxValue=4096,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=42)
+        )
+        self.addParameter(QgsProcessingParameterFolderDestination(self.FOLDER, "Output folder"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.OPTICAL, "Optical image"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.THERMAL, "Thermal layer"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.DEM, "DEM"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.TEMPERATURE_SERIES, "Temperature series"))
+        self.addOutput(QgsProcessingOutputVectorLayer(self.SLUMPS, "Slump outlines"))
+        self.addOutput(QgsProcessingOutputNumber(self.N_SLUMPS, "Number of slumps"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
+        folder = self.parameterAsString(parameters, self.FOLDER, context)
+        size = self.parameterAsInt(parameters, self.SIZE, context)
+        seed = self.parameterAsInt(parameters, self.SEED, context)
+        os.makedirs(folder, exist_ok=True)
+        feedback.pushInfo(f"Generating a {size} × {size} px scene (seed {seed}) in {folder}")
+        scene = generate_sample_scene(folder, size=size, seed=seed)
+        feedback.setProgress(100)
+        feedback.pushInfo(f"{scene.n_slumps} slumps, {100 * scene.slump_fraction:.2f} % of the area.")
+        outputs = {
+            self.OPTICAL: (scene.optical, "Sample optical"),
+            self.THERMAL: (scene.thermal, "Sample thermal"),
+            self.DEM: (scene.dem, "Sample DEM"),
+            self.TEMPERATURE_SERIES: (scene.temperature_series, "Sample temperature series"),
+            self.SLUMPS: (scene.slumps, "Sample slumps"),
+        }
+        for key, (path, label) in outputs.items():
+            context.addLayerToLoadOnCompletion(
+                path, QgsProcessingContext.LayerDetails(label, context.project(), key)
+            )
+        result = {key: path for key, (path, _) in outputs.items()}
+        result[self.N_SLUMPS] = scene.n_slumps
+        result[self.FOLDER] = folder
+        return result

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Take a fresh Debian 12 machine to a working RTS Fusion development environment. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal python3-rasterio python3-venv xvfb xauth)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The venv must see QGIS's bindings and Debian's GDAL/rasterio, hence system site packages.
+if [ ! -x .venv/bin/python ]; then
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# torch first and pinned: an unpinned torch pulled in later would be a multi-GB CUDA build.
+"${PIP[@]}" "torch==2.13.0"
+"${PIP[@]}" -r requirements-dev.txt
+echo "setup: environment ready in .venv"

@@ -1,0 +1,39 @@
+"""Test setup: import the repository root as the package `rts_fusion`, shared fixtures."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+if "rts_fusion" not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(
+        "rts_fusion", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
+    _module = importlib.util.module_from_spec(_spec)
+    sys.modules["rts_fusion"] = _module
+    _spec.loader.exec_module(_module)
+
+
+@pytest.fixture(scope="session")
+def sample_scene(tmp_path_factory):
+    """A small synthetic scene (128 px optical), written once per session."""
+    from rts_fusion.core.synthetic import generate_sample_scene
+
+    return generate_sample_scene(str(tmp_path_factory.mktemp("scene")), size=128, seed=7)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder; tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("shared real data not available")
+    return SHARED_DATA
