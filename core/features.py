@@ -22,6 +22,7 @@ class FeatureDef:
         units: physical units, "1" for dimensionless.
         needs: inputs it is derived from: optical band keys, "lst", "dem", "fti_source".
         description: one line for help texts and metadata.
+
     """
 
     name: str
@@ -84,6 +85,7 @@ def resolve_features(preset: str | None = None, custom: Sequence[str] | str | No
 
     Raises:
         FeatureError: unknown preset, unknown feature name, duplicates or an empty list.
+
     """
     if custom:
         names = [n.strip().upper() for n in (custom.split(",") if isinstance(custom, str) else custom)]

@@ -111,6 +111,7 @@ def inspect_source(path: str, label: str) -> SourceInfo:
 
     Raises:
         AlignmentError: unreadable file, no pixels, no CRS or no geotransform, or a rotated grid.
+
     """
     try:
         with rasterio.open(path) as ds:
@@ -153,6 +154,7 @@ def build_target_grid(
 
     Raises:
         AlignmentError: the sources (and extent) do not overlap, or a parameter is invalid.
+
     """
     ref = sources[0]
     ref_crs = CRS.from_wkt(ref.crs_wkt)
@@ -208,9 +210,7 @@ def build_target_grid(
     return TargetGrid(dst_crs.to_wkt(), (px, 0.0, left, 0.0, -py, top), width, height)
 
 
-def warped_vrt(
-    ds: rasterio.io.DatasetReader, grid: TargetGrid, resampling: Resampling, halo: int = 0
-) -> WarpedVRT:
+def warped_vrt(ds: rasterio.io.DatasetReader, grid: TargetGrid, resampling: Resampling, halo: int = 0) -> WarpedVRT:
     """A virtual warp of a source onto the grid grown by `halo` pixels on each side (float32, NaN nodata).
 
     The halo may reach beyond the grid: that is how terrain features get the DEM they need at the
@@ -236,6 +236,7 @@ def read_window(vrt: WarpedVRT, bands: Sequence[int], window: Window, halo: int 
 
     Returns:
         float32 array (len(bands), window.height + 2·halo, window.width + 2·halo).
+
     """
     grown = Window(window.col_off, window.row_off, window.width + 2 * halo, window.height + 2 * halo)
     return vrt.read(list(bands), window=grown).astype(np.float32, copy=False)

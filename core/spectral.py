@@ -37,7 +37,7 @@ SENSORS: dict[str, str] = {
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den as float32, NaN where the denominator is zero."""
+    """Num / den as float32, NaN where the denominator is zero."""
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(den != 0, num / np.where(den != 0, den, 1), np.nan)
     return out.astype(np.float32)
@@ -83,6 +83,7 @@ def tasseled_cap(bands: dict[str, np.ndarray], sensor: str, component: str) -> n
 
     Raises:
         FeatureError: the sensor has no published coefficients here.
+
     """
     require_tasseled_cap(sensor, component)
     coeffs = TASSELED_CAP[sensor][component]

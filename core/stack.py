@@ -68,6 +68,7 @@ class FusionInputs:
         series_dates: dates of the series bands (YYYY-MM-DD); None reads the band descriptions.
         series_unit: "C" or "K" for the series values.
         valid_mask: optional raster where 0 marks pixels to exclude (cloud, shadow); resampled nearest.
+
     """
 
     optical: str
@@ -363,6 +364,7 @@ def build_fused_stack(
     Raises:
         AlignmentError, FeatureError: inputs that cannot produce the stack, explained.
         OperationCanceled: cancelled by the user.
+
     """
     features = tuple(features)
     progress = progress or (lambda _p: None)
@@ -482,6 +484,7 @@ def read_stack_info(path: str) -> StackInfo:
 
     Raises:
         AlignmentError: unreadable, or not a stack (unnamed or unknown bands).
+
     """
     try:
         with rasterio.open(path) as ds:

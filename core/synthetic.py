@@ -151,6 +151,7 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
 
     Returns:
         The written paths and the number of slumps drawn.
+
     """
     if size < 64:
         raise ValueError("The sample scene needs at least 64 × 64 pixels.")
@@ -239,19 +240,36 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
     opt_transform = Affine(PIXEL, 0, ORIGIN[0], 0, -PIXEL, ORIGIN[1])
     dn = np.clip(np.round(refl[:, inner[0], inner[1]] * 10000), 1, 65535).astype(np.uint16)
     paths = {k: os.path.join(folder, f"{k}.tif") for k in ("optical", "thermal", "dem", "temperature_series")}
-    _write(paths["optical"], dn, OPTICAL_CRS, opt_transform, 0, descriptions=S2_BANDS,
-           scales=[1e-4] * 6, offsets=[0.0] * 6)
+    _write(
+        paths["optical"], dn, OPTICAL_CRS, opt_transform, 0, descriptions=S2_BANDS, scales=[1e-4] * 6, offsets=[0.0] * 6
+    )
 
     # --- Thermal: 30 m in the neighbouring UTM zone, Landsat ST encoding (DN × 0.00341802 + 149 = K).
     th, th_transform = _resample_to(lst[None], full_transform, THERMAL_CRS, 30.0, Resampling.average)
     th_dn = np.where(np.isfinite(th), np.round((th - ST_OFFSET) / ST_SCALE), 0).astype(np.uint16)
-    _write(paths["thermal"], th_dn, THERMAL_CRS, th_transform, 0, descriptions=["ST_B10 (surface temperature)"],
-           scales=[ST_SCALE], offsets=[ST_OFFSET], units="K")
+    _write(
+        paths["thermal"],
+        th_dn,
+        THERMAL_CRS,
+        th_transform,
+        0,
+        descriptions=["ST_B10 (surface temperature)"],
+        scales=[ST_SCALE],
+        offsets=[ST_OFFSET],
+        units="K",
+    )
 
     # --- DEM: geographic, 1 arc-second.
     dm, dm_transform = _resample_to(dem[None], full_transform, DEM_CRS, 1 / 3600, Resampling.bilinear)
-    _write(paths["dem"], np.where(np.isfinite(dm), dm, -32768).astype(np.float32), DEM_CRS, dm_transform,
-           -32768, descriptions=["elevation"], units="m")
+    _write(
+        paths["dem"],
+        np.where(np.isfinite(dm), dm, -32768).astype(np.float32),
+        DEM_CRS,
+        dm_transform,
+        -32768,
+        descriptions=["elevation"],
+        units="m",
+    )
 
     # --- Monthly mean temperature series (°C) at 100 m: annual cycle around a mean tied to LST.
     months = [f"2023-{m:02d}-15" for m in range(1, 13)]
@@ -260,8 +278,15 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
     cycle = 11.0 * np.cos(2 * np.pi * (doy - 200) / 365.0)
     series = mean_annual[None] + cycle[:, None, None]
     ts, ts_transform = _resample_to(series, full_transform, OPTICAL_CRS, 100.0, Resampling.average)
-    _write(paths["temperature_series"], np.where(np.isfinite(ts), ts, -9999).astype(np.float32), OPTICAL_CRS,
-           ts_transform, -9999, descriptions=months, units="degC")
+    _write(
+        paths["temperature_series"],
+        np.where(np.isfinite(ts), ts, -9999).astype(np.float32),
+        OPTICAL_CRS,
+        ts_transform,
+        -9999,
+        descriptions=months,
+        units="degC",
+    )
 
     # --- Slump outlines (only those wholly inside the optical image).
     slumps_path = os.path.join(folder, "slumps.gpkg")
@@ -271,6 +296,12 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
     write_polygons(slumps_path, "slumps", CRS.from_user_input(OPTICAL_CRS).to_wkt(), inside)
     fraction = float(slump_mask[inner].mean())
     return SampleScene(
-        paths["optical"], paths["thermal"], paths["dem"], paths["temperature_series"], slumps_path,
-        len(inside), fraction, size,
+        paths["optical"],
+        paths["thermal"],
+        paths["dem"],
+        paths["temperature_series"],
+        slumps_path,
+        len(inside),
+        fraction,
+        size,
     )

@@ -62,6 +62,7 @@ def curvatures(z: np.ndarray, dx: ArrayOrFloat, dy: ArrayOrFloat) -> tuple[np.nd
 
     Returns:
         (plan, profile) as float32 arrays.
+
     """
     z1, z2, z3, z4, z5, z6, z7, z8, z9 = _neighbours(z)
     d = ((z4 + z6) / 2 - z5) / (dx * dx)

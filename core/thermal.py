@@ -44,6 +44,7 @@ def lst_kelvin(values: np.ndarray, spec: ThermalSpec, scale: float = 1.0, offset
         spec: the encoding of those values.
         scale: scale to use when spec.scale is None (the file's own).
         offset: offset to use when spec.offset is None (the file's own).
+
     """
     s = spec.scale if spec.scale is not None else scale
     o = spec.offset if spec.offset is not None else offset
@@ -61,6 +62,7 @@ def check_plausible_lst(lst_k: np.ndarray) -> None:
 
     Raises:
         FeatureError: the median temperature is implausible for the Earth's surface.
+
     """
     finite = lst_k[np.isfinite(lst_k)]
     if finite.size == 0:
@@ -108,6 +110,7 @@ def degree_days(series_c: np.ndarray, dates: Sequence[dt.date]) -> tuple[np.ndar
 
     Returns:
         (TDD, FDD), each (H, W), both ≥ 0.
+
     """
     if len(dates) != series_c.shape[0]:
         raise FeatureError(f"{series_c.shape[0]} temperature bands but {len(dates)} dates.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterBand,
     QgsProcessingParameterCrs,
@@ -69,7 +68,7 @@ class AlignFuseAlgorithm(RtsAlgorithm):
             "Reflectance and temperature are resampled bilinearly, elevation cubically, masks by nearest "
             "neighbour. Terrain features use DEM beyond the grid edge (a halo of the terrain radius).<br>"
             f"<b>Presets</b>: <i>paper</i> = the study's 13 channels ({', '.join(PAPER)}); <i>extended</i> adds "
-            f"{', '.join(EXTENDED[len(PAPER):])}; <i>custom</i> takes a comma-separated list.<br>"
+            f"{', '.join(EXTENDED[len(PAPER) :])}; <i>custom</i> takes a comma-separated list.<br>"
             "<b>Reflectance</b>: optical values × scale + offset must give reflectance 0–1 (Sentinel-2 L2A: "
             "0.0001; Landsat C2 L2: 0.0000275 and −0.2). Left empty, the file's own scale/offset is used.<br>"
             "<b>Thermal</b>: LST in K or °C, or any encoding via scale/offset (Landsat C2 ST_B10: 0.00341802, "
@@ -118,28 +117,42 @@ class AlignFuseAlgorithm(RtsAlgorithm):
         )
         advanced = [
             QgsProcessingParameterNumber(
-                self.REFLECTANCE_SCALE, "Reflectance scale (empty: from file)",
-                QgsProcessingParameterNumber.Double, optional=True,
-            ),
-            QgsProcessingParameterNumber(
-                self.REFLECTANCE_OFFSET, "Reflectance offset (empty: from file)",
-                QgsProcessingParameterNumber.Double, optional=True,
-            ),
-            QgsProcessingParameterEnum(self.THERMAL_UNIT, "Thermal unit", options=["Kelvin", "Celsius"], defaultValue=0),
-            QgsProcessingParameterNumber(
-                self.THERMAL_SCALE, "Thermal scale (empty: from file)", QgsProcessingParameterNumber.Double,
+                self.REFLECTANCE_SCALE,
+                "Reflectance scale (empty: from file)",
+                QgsProcessingParameterNumber.Double,
                 optional=True,
             ),
             QgsProcessingParameterNumber(
-                self.THERMAL_OFFSET, "Thermal offset (empty: from file)", QgsProcessingParameterNumber.Double,
+                self.REFLECTANCE_OFFSET,
+                "Reflectance offset (empty: from file)",
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+            ),
+            QgsProcessingParameterEnum(
+                self.THERMAL_UNIT, "Thermal unit", options=["Kelvin", "Celsius"], defaultValue=0
+            ),
+            QgsProcessingParameterNumber(
+                self.THERMAL_SCALE,
+                "Thermal scale (empty: from file)",
+                QgsProcessingParameterNumber.Double,
                 optional=True,
             ),
             QgsProcessingParameterNumber(
-                self.THERMAL_K1, "Thermal constant K1 (radiance input)", QgsProcessingParameterNumber.Double,
+                self.THERMAL_OFFSET,
+                "Thermal offset (empty: from file)",
+                QgsProcessingParameterNumber.Double,
                 optional=True,
             ),
             QgsProcessingParameterNumber(
-                self.THERMAL_K2, "Thermal constant K2 (radiance input)", QgsProcessingParameterNumber.Double,
+                self.THERMAL_K1,
+                "Thermal constant K1 (radiance input)",
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+            ),
+            QgsProcessingParameterNumber(
+                self.THERMAL_K2,
+                "Thermal constant K2 (radiance input)",
+                QgsProcessingParameterNumber.Double,
                 optional=True,
             ),
             QgsProcessingParameterString(
@@ -150,13 +163,19 @@ class AlignFuseAlgorithm(RtsAlgorithm):
             ),
             QgsProcessingParameterRasterLayer(self.VALID_MASK, "Valid-data mask (0 = exclude)", optional=True),
             QgsProcessingParameterNumber(
-                self.TERRAIN_RADIUS, "Terrain radius for TPI/TRI (m)", QgsProcessingParameterNumber.Double,
-                defaultValue=100.0, minValue=0.001,
+                self.TERRAIN_RADIUS,
+                "Terrain radius for TPI/TRI (m)",
+                QgsProcessingParameterNumber.Double,
+                defaultValue=100.0,
+                minValue=0.001,
             ),
             QgsProcessingParameterCrs(self.TARGET_CRS, "Target CRS (empty: optical layer's)", optional=True),
             QgsProcessingParameterNumber(
-                self.PIXEL_SIZE, "Target pixel size (empty: optical layer's)", QgsProcessingParameterNumber.Double,
-                optional=True, minValue=0.0,
+                self.PIXEL_SIZE,
+                "Target pixel size (empty: optical layer's)",
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
             ),
             QgsProcessingParameterExtent(self.EXTENT, "Target extent (empty: common area)", optional=True),
         ]
@@ -187,8 +206,12 @@ class AlignFuseAlgorithm(RtsAlgorithm):
         dem = self._optional_path(parameters, self.DEM, context, "DEM")
         band = {k: self.parameterAsInt(parameters, f"BAND_{k}", context) or None for k in BAND_KEYS}
         bands = OpticalBands(
-            blue=band["BLUE"], green=band["GREEN"], red=band["RED"], nir=band["NIR"],
-            swir1=band["SWIR1"], swir2=band["SWIR2"],
+            blue=band["BLUE"],
+            green=band["GREEN"],
+            red=band["RED"],
+            nir=band["NIR"],
+            swir1=band["SWIR1"],
+            swir2=band["SWIR2"],
             sensor=SENSOR_KEYS[self.parameterAsEnum(parameters, self.SENSOR, context)],
             scale=self._optional_number(parameters, self.REFLECTANCE_SCALE, context),
             offset=self._optional_number(parameters, self.REFLECTANCE_OFFSET, context),

@@ -50,12 +50,18 @@ class SampleSceneAlgorithm(RtsAlgorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.SIZE, "Optical image size (pixels per side)", QgsProcessingParameterNumber.Integer,
-                defaultValue=512, minValue=64, maxValue=4096,
+                self.SIZE,
+                "Optical image size (pixels per side)",
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=512,
+                minValue=64,
+                maxValue=4096,
             )
         )
         self.addParameter(
-            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=42)
+            QgsProcessingParameterNumber(
+                self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=42
+            )
         )
         self.addParameter(QgsProcessingParameterFolderDestination(self.FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.OPTICAL, "Optical image"))
@@ -82,9 +88,7 @@ class SampleSceneAlgorithm(RtsAlgorithm):
             self.SLUMPS: (scene.slumps, "Sample slumps"),
         }
         for key, (path, label) in outputs.items():
-            context.addLayerToLoadOnCompletion(
-                path, QgsProcessingContext.LayerDetails(label, context.project(), key)
-            )
+            context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails(label, context.project(), key))
         result = {key: path for key, (path, _) in outputs.items()}
         result[self.N_SLUMPS] = scene.n_slumps
         result[self.FOLDER] = folder

@@ -37,3 +37,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("shared real data not available")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_processing):
+    """The RTS Fusion provider registered in the test QGIS application (looked up anew per module)."""
+    from qgis.core import QgsApplication
+    from rts_fusion.processing_provider.provider import RtsFusionProvider
+
+    registry = QgsApplication.processingRegistry()
+    existing = registry.providerById("rtsfusion")
+    if existing is not None:
+        return existing
+    prov = RtsFusionProvider()
+    assert registry.addProvider(prov)
+    return registry.providerById("rtsfusion")

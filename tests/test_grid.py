@@ -19,8 +19,16 @@ def write(path, data, crs, transform, nodata=None):
     if data.ndim == 3 and data.shape[0] != 1 and data.shape[-1] == 1:
         data = data[..., 0][None]
     with rasterio.open(
-        path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-        dtype=data.dtype.name, crs=CRS.from_user_input(crs), transform=transform, nodata=nodata,
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        crs=CRS.from_user_input(crs),
+        transform=transform,
+        nodata=nodata,
     ) as dst:
         dst.write(data)
     return str(path)
@@ -35,8 +43,9 @@ def utm_source(tmp_path):
 
 def test_default_grid_is_optical_grid_over_intersection(tmp_path, utm_source):
     # A 30 m source covering only the eastern half, offset by 5 m from the optical lattice.
-    other = write(tmp_path / "t.tif", np.ones((1, 40, 20), np.float32), "EPSG:32646",
-                  Affine(30, 0, 500505, 0, -30, 3870000))
+    other = write(
+        tmp_path / "t.tif", np.ones((1, 40, 20), np.float32), "EPSG:32646", Affine(30, 0, 500505, 0, -30, 3870000)
+    )
     grid = build_target_grid([inspect_source(utm_source, "optical"), inspect_source(other, "thermal")])
     assert grid.pixel_size == (10.0, 10.0)
     xmin, ymin, xmax, ymax = grid.bounds
@@ -47,8 +56,12 @@ def test_default_grid_is_optical_grid_over_intersection(tmp_path, utm_source):
 
 def test_geographic_source_and_other_pixel_size(tmp_path, utm_source):
     # A DEM in WGS 84 that fully covers the optical footprint.
-    dem = write(tmp_path / "dem.tif", np.full((1, 600, 300), 4700, np.float32), "EPSG:4326",
-                Affine(1 / 3600, 0, 92.98, 0, -1 / 3600, 35.05))
+    dem = write(
+        tmp_path / "dem.tif",
+        np.full((1, 600, 300), 4700, np.float32),
+        "EPSG:4326",
+        Affine(1 / 3600, 0, 92.98, 0, -1 / 3600, 35.05),
+    )
     opt = inspect_source(utm_source, "optical")
     grid = build_target_grid([opt, inspect_source(dem, "DEM")])
     assert grid.bounds == pytest.approx((500000, 3869200, 501000, 3870000))
@@ -73,8 +86,12 @@ def test_warp_onto_own_lattice_is_identity_and_reprojection_is_close(tmp_path, u
 
 
 def test_halo_reads_beyond_the_grid(tmp_path, utm_source):
-    big = write(tmp_path / "dem.tif", np.full((1, 120, 140), 5.0, np.float32), "EPSG:32646",
-                Affine(10, 0, 499800, 0, -10, 3870100))
+    big = write(
+        tmp_path / "dem.tif",
+        np.full((1, 120, 140), 5.0, np.float32),
+        "EPSG:32646",
+        Affine(10, 0, 499800, 0, -10, 3870100),
+    )
     grid = build_target_grid([inspect_source(utm_source, "optical")])
     with rasterio.open(big) as ds:
         out = warp_window(ds, [1], grid, Window(0, 0, 10, 10), Resampling.cubic, halo=3)
@@ -95,8 +112,9 @@ def test_nodata_becomes_nan(tmp_path):
 
 
 def test_no_overlap_error_names_layers_and_extents(tmp_path, utm_source):
-    far = write(tmp_path / "far.tif", np.ones((1, 10, 10), np.float32), "EPSG:32646",
-                Affine(10, 0, 700000, 0, -10, 3870000))
+    far = write(
+        tmp_path / "far.tif", np.ones((1, 10, 10), np.float32), "EPSG:32646", Affine(10, 0, 700000, 0, -10, 3870000)
+    )
     with pytest.raises(AlignmentError) as err:
         build_target_grid([inspect_source(utm_source, "optical"), inspect_source(far, "thermal")])
     msg = str(err.value)

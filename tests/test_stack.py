@@ -20,7 +20,10 @@ S2 = OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2")
 
 def inputs(scene, **kw):
     base = dict(
-        optical=scene.optical, thermal=scene.thermal, dem=scene.dem, bands=S2,
+        optical=scene.optical,
+        thermal=scene.thermal,
+        dem=scene.dem,
+        bands=S2,
         temperature_series=scene.temperature_series,
     )
     base.update(kw)
@@ -83,7 +86,9 @@ def test_extended_stack_terrain_and_anomaly(sample_scene, tmp_path):
 
 def test_custom_grid_crs_and_pixel_size(sample_scene, tmp_path):
     info = build_fused_stack(
-        inputs(sample_scene), ("RED", "NDVI", "DEM"), str(tmp_path / "g.tif"),
+        inputs(sample_scene),
+        ("RED", "NDVI", "DEM"),
+        str(tmp_path / "g.tif"),
         grid_options=GridOptions(crs="EPSG:32645", pixel_size=20.0),
     )
     with rasterio.open(info.path) as ds:
@@ -97,8 +102,9 @@ def test_extent_clips_the_grid(sample_scene, tmp_path):
     with rasterio.open(sample_scene.optical) as opt:
         left, bottom, right, top = opt.bounds
     ext = (left + 100, bottom + 200, left + 600, top - 100)
-    info = build_fused_stack(inputs(sample_scene), ("RED",), str(tmp_path / "e.tif"),
-                             grid_options=GridOptions(extent=ext))
+    info = build_fused_stack(
+        inputs(sample_scene), ("RED",), str(tmp_path / "e.tif"), grid_options=GridOptions(extent=ext)
+    )
     assert info.grid.width == 50 and info.grid.bounds[0] == left + 100
 
 
@@ -141,7 +147,9 @@ def test_nodata_in_one_input_is_nodata_in_every_band(sample_scene, tmp_path):
     with rasterio.open(holed, "w", **profile) as dst:
         dst.write(data)
     opt = OpticalBands(1, 2, 3, 4, scale=1e-4)  # a plain copy loses the file's scale metadata
-    info = build_fused_stack(inputs(sample_scene, optical=str(holed), bands=opt), ("NDVI", "LST"), str(tmp_path / "h.tif"))
+    info = build_fused_stack(
+        inputs(sample_scene, optical=str(holed), bands=opt), ("NDVI", "LST"), str(tmp_path / "h.tif")
+    )
     with rasterio.open(info.path) as ds:
         masks = ds.read(masked=True).mask
     assert masks[:, 10:20, 30:40].all() and not masks[:, 50:, 50:].any()
@@ -151,8 +159,9 @@ def test_cancel_removes_partial_output(sample_scene, tmp_path):
     out = tmp_path / "c.tif"
     calls = iter(range(100))
     with pytest.raises(OperationCanceled):
-        build_fused_stack(inputs(sample_scene), ("RED",), str(out), window_size=32,
-                          is_canceled=lambda: next(calls) >= 3)
+        build_fused_stack(
+            inputs(sample_scene), ("RED",), str(out), window_size=32, is_canceled=lambda: next(calls) >= 3
+        )
     assert not out.exists()
 
 
@@ -189,8 +198,13 @@ def test_real_landsat5_thermal_and_srtm(shared_data, tmp_path):
     spec = ThermalSpec(scale=0.055, offset=1.18243, k1=607.76, k2=1260.56)  # MTL radiance rescaling, TM K1/K2
     # TM DN are not reflectance: DN/255 stands in for top-of-atmosphere reflectance in this alignment test.
     opt = OpticalBands(1, 2, 3, 4, 5, 6, sensor="landsat5", scale=1 / 255)
-    inp = FusionInputs(vrt, str(base / "landsat5" / "LT52240631988227CUB02_B6.TIF"),
-                       str(base / "converted_from_rds" / "srtm_lsat_LT52240631988227_grid.tif"), opt, spec)
+    inp = FusionInputs(
+        vrt,
+        str(base / "landsat5" / "LT52240631988227CUB02_B6.TIF"),
+        str(base / "converted_from_rds" / "srtm_lsat_LT52240631988227_grid.tif"),
+        opt,
+        spec,
+    )
     feats = ("RED", "DEM", "LST", "NDVI", "TCB", "TCG", "TCW", "SLOPE")
     info = build_fused_stack(inp, feats, str(tmp_path / "l5.tif"))
     with rasterio.open(info.path) as ds:
@@ -207,8 +221,13 @@ def test_real_sentinel2_geographic_to_utm(shared_data, tmp_path):
     opt = OpticalBands(2, 3, 4, 8, 11, 12, sensor="sentinel2", scale=1.0, offset=0.0)  # B2,B3,B4,B8,B11,B12
     inp = FusionInputs(str(base / "sen2_L2A_12band.tif"), None, str(base / "srtm_sen2_grid.tif"), opt)
     feats = ("RED", "NDVI", "NDMI", "TCG", "DEM", "SLOPE", "TPI")
-    info = build_fused_stack(inp, feats, str(tmp_path / "s2.tif"),
-                             grid_options=GridOptions(crs="EPSG:32721", pixel_size=10.0), terrain_radius_m=50)
+    info = build_fused_stack(
+        inp,
+        feats,
+        str(tmp_path / "s2.tif"),
+        grid_options=GridOptions(crs="EPSG:32721", pixel_size=10.0),
+        terrain_radius_m=50,
+    )
     assert info.grid.crs.to_epsg() == 32721 and info.valid_fraction > 0.5
     with rasterio.open(info.path) as ds:
         ndvi = ds.read(2, masked=True)
@@ -217,8 +236,11 @@ def test_real_sentinel2_geographic_to_utm(shared_data, tmp_path):
 
 def test_real_layers_that_do_not_overlap(shared_data, tmp_path):
     base = shared_data / "landsat5_thermal_srtm"
-    inp = FusionInputs(str(base / "converted_from_rds" / "sen2_L2A_12band.tif"),
-                       str(base / "landsat5" / "LT52240631988227CUB02_B6.TIF"), None,
-                       OpticalBands(2, 3, 4, 8, scale=1.0))
+    inp = FusionInputs(
+        str(base / "converted_from_rds" / "sen2_L2A_12band.tif"),
+        str(base / "landsat5" / "LT52240631988227CUB02_B6.TIF"),
+        None,
+        OpticalBands(2, 3, 4, 8, scale=1.0),
+    )
     with pytest.raises(AlignmentError, match="do not overlap"):
         build_fused_stack(inp, ("NDVI", "LST"), str(tmp_path / "n.tif"))

@@ -18,7 +18,9 @@ def test_lst_from_kelvin_celsius_and_scaled_dn():
 def test_file_scale_used_only_when_spec_leaves_it_open():
     dn = np.array([[100.0]])
     assert thermal.lst_kelvin(dn, thermal.ThermalSpec(), scale=2.0, offset=100.0)[0, 0] == pytest.approx(300.0)
-    assert thermal.lst_kelvin(dn, thermal.ThermalSpec(scale=1.0, offset=200.0), 2.0, 100.0)[0, 0] == pytest.approx(300.0)
+    assert thermal.lst_kelvin(dn, thermal.ThermalSpec(scale=1.0, offset=200.0), 2.0, 100.0)[0, 0] == pytest.approx(
+        300.0
+    )
 
 
 def test_radiance_to_brightness_temperature_with_planck_constants():

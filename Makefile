@@ -1,0 +1,29 @@
+# RTS Fusion: setup, demo, tests, lint, plugin zip, benchmarks. Every target is idempotent.
+PY := .venv/bin/python
+export QT_QPA_PLATFORM := offscreen
+
+.PHONY: setup demo test lint format zip bench
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup lint
+	$(PY) -m pytest
+
+lint:
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format:
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+zip:
+	$(PY) scripts/build_zip.py
+
+bench: setup
+	$(PY) bench/bench_align.py
+	$(PY) bench/bench_stack_memory.py

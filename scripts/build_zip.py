@@ -1,0 +1,37 @@
+"""Build the installable plugin zip (rts_fusion/ inside) with only what the plugin needs at run time."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+INCLUDE_DIRS = ("plugin", "processing_provider", "core", "models", "resources")
+INCLUDE_FILES = ("__init__.py", "metadata.txt", "README.md", "LICENSE", "requirements.txt")
+
+
+def build(dest: Path) -> Path:
+    """Write the zip to dest and return its path."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in INCLUDE_FILES:
+            zf.write(ROOT / name, f"rts_fusion/{name}")
+        for folder in INCLUDE_DIRS:
+            base = ROOT / folder
+            if not base.is_dir():
+                continue
+            for path in sorted(base.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                    zf.write(path, f"rts_fusion/{path.relative_to(ROOT)}")
+    return dest
+
+
+if __name__ == "__main__":
+    version = next(
+        line.split("=", 1)[1].strip()
+        for line in (ROOT / "metadata.txt").read_text().splitlines()
+        if line.startswith("version=")
+    )
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "dist" / f"rts_fusion-{version}.zip"
+    print(build(target))

@@ -1,0 +1,121 @@
+import numpy as np
+import processing
+import pytest
+import rasterio
+from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer, QgsVectorLayer
+from rts_fusion.core.features import EXTENDED, PAPER
+
+
+@pytest.fixture(scope="module")
+def scene_run(provider, tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("alg_scene"))
+    return processing.run("rtsfusion:samplescene", {"SIZE": 96, "SEED": 5, "FOLDER": folder})
+
+
+def test_provider_lists_algorithms(provider):
+    ids = {a.id() for a in provider.algorithms()}
+    assert {"rtsfusion:alignfuse", "rtsfusion:samplescene"} <= ids
+    for alg in provider.algorithms():
+        assert alg.shortHelpString() and alg.displayName()
+
+
+def test_sample_scene_outputs_are_valid_layers(scene_run):
+    for key in ("OPTICAL", "THERMAL", "DEM", "TEMPERATURE_SERIES"):
+        layer = QgsRasterLayer(scene_run[key], key)
+        assert layer.isValid(), key
+    slumps = QgsVectorLayer(scene_run["SLUMPS"], "slumps")
+    assert slumps.isValid() and slumps.featureCount() == scene_run["N_SLUMPS"] > 0
+    assert QgsRasterLayer(scene_run["OPTICAL"]).crs().authid() == "EPSG:32646"
+    assert QgsRasterLayer(scene_run["DEM"]).crs().authid() == "EPSG:4326"
+
+
+def test_alignfuse_paper_preset(scene_run, tmp_path):
+    out = str(tmp_path / "stack.tif")
+    result = processing.run(
+        "rtsfusion:alignfuse",
+        {
+            "OPTICAL": scene_run["OPTICAL"],
+            "THERMAL": scene_run["THERMAL"],
+            "DEM": scene_run["DEM"],
+            "TEMPERATURE_SERIES": scene_run["TEMPERATURE_SERIES"],
+            "OUTPUT": out,
+        },
+    )
+    assert result["OUTPUT"] == out
+    with rasterio.open(out) as ds, rasterio.open(scene_run["OPTICAL"]) as opt:
+        assert ds.descriptions == PAPER and ds.transform == opt.transform and ds.crs == opt.crs
+        red = ds.read(1)
+        np.testing.assert_allclose(red, opt.read(3) * 1e-4, rtol=1e-6)
+    layer = QgsRasterLayer(out)
+    assert layer.isValid() and layer.bandCount() == 13
+
+
+def test_alignfuse_extended_with_grid_options(scene_run, tmp_path):
+    out = str(tmp_path / "ext.tif")
+    processing.run(
+        "rtsfusion:alignfuse",
+        {
+            "OPTICAL": scene_run["OPTICAL"],
+            "THERMAL": scene_run["THERMAL"],
+            "DEM": scene_run["DEM"],
+            "TEMPERATURE_SERIES": scene_run["TEMPERATURE_SERIES"],
+            "PRESET": 1,
+            "TARGET_CRS": "EPSG:32645",
+            "PIXEL_SIZE": 30.0,
+            "OUTPUT": out,
+        },
+    )
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == EXTENDED and ds.crs.to_epsg() == 32645 and ds.res == (30.0, 30.0)
+
+
+def test_alignfuse_custom_list_without_thermal(scene_run, tmp_path):
+    out = str(tmp_path / "c.tif")
+    processing.run(
+        "rtsfusion:alignfuse",
+        {
+            "OPTICAL": scene_run["OPTICAL"],
+            "DEM": scene_run["DEM"],
+            "PRESET": 2,
+            "CUSTOM_FEATURES": "ndvi, slope, tpi",
+            "OUTPUT": out,
+        },
+    )
+    with rasterio.open(out) as ds:
+        assert ds.descriptions == ("NDVI", "SLOPE", "TPI")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"PRESET": 0}, "FTI"),  # paper preset without FTI source
+        ({"PRESET": 2, "CUSTOM_FEATURES": "NDVI,BOGUS"}, "Unknown feature"),
+        ({"PRESET": 2, "CUSTOM_FEATURES": "TCB", "SENSOR": 3}, "Tasseled Cap"),
+        ({"PRESET": 2, "CUSTOM_FEATURES": "NDVI", "REFLECTANCE_SCALE": 1.0}, "not surface reflectance"),
+    ],
+)
+def test_alignfuse_bad_input_is_a_clear_processing_error(scene_run, tmp_path, extra, message):
+    params = {
+        "OPTICAL": scene_run["OPTICAL"],
+        "THERMAL": scene_run["THERMAL"],
+        "DEM": scene_run["DEM"],
+        "OUTPUT": str(tmp_path / "bad.tif"),
+        **extra,
+    }
+    with pytest.raises(QgsProcessingException, match=message):
+        processing.run("rtsfusion:alignfuse", params)
+
+
+def test_alignfuse_output_is_loaded_into_the_project(scene_run, tmp_path):
+    QgsProject.instance().removeAllMapLayers()
+    processing.runAndLoadResults(
+        "rtsfusion:alignfuse",
+        {
+            "OPTICAL": scene_run["OPTICAL"],
+            "PRESET": 2,
+            "CUSTOM_FEATURES": "RED,GREEN,BLUE",
+            "OUTPUT": str(tmp_path / "loaded.tif"),
+        },
+    )
+    layers = list(QgsProject.instance().mapLayers().values())
+    assert any(isinstance(lyr, QgsRasterLayer) and lyr.bandCount() == 3 for lyr in layers)
