@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal python3-rasterio python3-venv xvfb xauth)
+APT_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal python3-rasterio python3-venv gdal-bin xvfb xauth)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 

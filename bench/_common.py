@@ -1,0 +1,46 @@
+"""Helpers shared by the benchmarks: import the plugin package, time a call, save results."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def import_plugin() -> None:
+    """Make the repository root importable as rts_fusion."""
+    if "rts_fusion" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(
+        "rts_fusion", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rts_fusion"] = module
+    spec.loader.exec_module(module)
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of fn over repeats runs, in seconds."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def save(name: str, payload: dict) -> Path:
+    """Write a benchmark's figures with the machine they were measured on."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "machine": platform.platform(), "python": platform.python_version(), **payload}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
