@@ -185,7 +185,7 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
     slump_mask = np.zeros((n, n), dtype=bool)
     records = []
     tries = 0
-    while len(records) < n_target and tries < 400 and len(cand):
+    while len(records) < n_target and tries < 30 * n_target and len(cand):
         tries += 1
         r, c = cand[rng.integers(len(cand))]
         length = rng.uniform(90, 260)
@@ -193,12 +193,19 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
         aspect = math.atan2(asp_sin[r, c], asp_cos[r, c])
         cx, cy = full_transform * (c + 0.5, r + 0.5)
         ring = _slump_outline(rng, cx, cy, length, width, aspect)
-        m = rasterize([({"type": "Polygon", "coordinates": [ring + [ring[0]]]}, 1)], (n, n), transform=full_transform)
-        m = m.astype(bool)
-        if not m.any() or (ndimage.binary_dilation(slump_mask, iterations=4) & m).any() or (m & water).any():
+        # Rasterise in a window around the outline only: the scene can be thousands of pixels wide.
+        half = int(length / PIXEL) + 6
+        r0, c0 = max(0, r - half), max(0, c - half)
+        r1, c1 = min(n, r + half + 1), min(n, c + half + 1)
+        win_transform = full_transform * Affine.translation(c0, r0)
+        local = rasterize(
+            [({"type": "Polygon", "coordinates": [ring + [ring[0]]]}, 1)], (r1 - r0, c1 - c0), transform=win_transform
+        ).astype(bool)
+        near = ndimage.binary_dilation(slump_mask[r0:r1, c0:c1], iterations=4)
+        if not local.any() or (near & local).any() or (local & water[r0:r1, c0:c1]).any():
             continue
-        slump_mask |= m
-        area = float(m.sum()) * PIXEL * PIXEL
+        slump_mask[r0:r1, c0:c1] |= local
+        area = float(local.sum()) * PIXEL * PIXEL
         records.append(PolygonRecord(ring, {"id": len(records) + 1, "area_m2": round(area, 1), "source": "synthetic"}))
 
     # --- Surface: meadow with varying cover, bare patches (confounders), slumps, water.

@@ -1,0 +1,147 @@
+"""The model card: everything needed to use a model safely, stored inside the model package."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from .config import ModelConfig
+
+CARD_FORMAT = "rtsfusion-model/1"
+NORMALIZATIONS = ("standardize", "chip_minmax")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How raw stack values become network input.
+
+    "standardize" (default): (x − mean) / std per band, with statistics of the training data, so a scene is
+    normalised the same way in every tile. "chip_minmax": the study's per-chip min–max scaling to 0–1,
+    then ImageNet mean/std on the RGB bands (kept for faithful reproduction; it changes with each chip).
+    Nodata pixels become 0 after normalisation either way.
+    """
+
+    method: str = "standardize"
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.method not in NORMALIZATIONS:
+            raise ValueError(f"Unknown normalisation {self.method!r}; known: {', '.join(NORMALIZATIONS)}.")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Metadata of a trained model.
+
+    Attributes:
+        config: the architecture and its settings.
+        bands: ordered input band names (fused-stack feature names).
+        groups: each band's group (optical / auxiliary).
+        normalization: input normalisation and its statistics.
+        pixel_size: ground pixel size the model was trained at (stack units, usually metres).
+        tile_size: inference tile size in pixels.
+        overlap: inference tile overlap in pixels.
+        classes: class names (index 0 background, 1 thaw slump).
+        threshold: decision threshold on the slump probability.
+        training: how it was trained (data, split, epochs, seed, timing ...).
+        metrics: scores on the validation and test splits.
+    """
+
+    config: ModelConfig
+    bands: tuple[str, ...]
+    groups: tuple[str, ...]
+    normalization: Normalization
+    pixel_size: float
+    tile_size: int = 256
+    overlap: int = 64
+    classes: tuple[str, ...] = ("background", "thaw_slump")
+    threshold: float = 0.4
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialise (stable key order)."""
+        d = asdict(self)
+        d["config"] = self.config.to_dict()
+        d["format"] = CARD_FORMAT
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        """Parse and validate a card.
+
+        Raises:
+            ValueError: not a card of this format, or inconsistent fields (named).
+        """
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the model card is not valid JSON ({exc})") from exc
+        if not isinstance(d, dict) or d.pop("format", None) != CARD_FORMAT:
+            raise ValueError(f"the model card is not of format {CARD_FORMAT}")
+        try:
+            card = cls(
+                config=ModelConfig.from_dict(d.pop("config")),
+                bands=tuple(d.pop("bands")),
+                groups=tuple(d.pop("groups")),
+                normalization=Normalization(**{k: tuple(v) if isinstance(v, list) else v
+                                               for k, v in d.pop("normalization").items()}),
+                classes=tuple(d.pop("classes")),
+                **d,
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"the model card is missing or has unexpected fields ({exc})") from exc
+        card.validate()
+        return card
+
+    def validate(self) -> None:
+        """Check the card is self-consistent.
+
+        Raises:
+            ValueError: naming the inconsistency.
+        """
+        n = len(self.bands)
+        if n == 0 or len(set(self.bands)) != n:
+            raise ValueError("the model card's band list is empty or has duplicates")
+        if self.config.in_channels != n:
+            raise ValueError(f"the card lists {n} bands but the network takes {self.config.in_channels}")
+        if len(self.groups) != n:
+            raise ValueError("the card's band groups do not match its bands")
+        norm = self.normalization
+        if norm.method == "standardize" and (len(norm.mean) != n or len(norm.std) != n):
+            raise ValueError("the card's normalisation statistics do not match its bands")
+        if any(s <= 0 for s in norm.std):
+            raise ValueError("the card's normalisation has a non-positive standard deviation")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"the card's threshold {self.threshold} is not between 0 and 1")
+        if self.tile_size < 16 or not 0 <= self.overlap < self.tile_size:
+            raise ValueError(f"the card's tile size {self.tile_size} / overlap {self.overlap} are invalid")
+
+    def missing_bands(self, available: tuple[str, ...] | list[str]) -> list[str]:
+        """Bands the model needs that `available` lacks."""
+        have = set(available)
+        return [b for b in self.bands if b not in have]
+
+
+def format_card(card: ModelCard) -> str:
+    """The card as readable text (for logs, the toolbox and the dock)."""
+    cfg = card.config
+    from .registry import ARCHITECTURES
+
+    lines = [
+        f"Architecture: {ARCHITECTURES.get(cfg.architecture, (cfg.architecture,))[0]} — encoder MiT-{cfg.encoder}, "
+        f"decoder width {cfg.decoder_dim}",
+        f"Bands ({len(card.bands)}): {', '.join(card.bands)}",
+        f"Pixel size: {card.pixel_size:g}; tile {card.tile_size} px, overlap {card.overlap} px",
+        f"Normalisation: {card.normalization.method}; threshold {card.threshold:g}",
+    ]
+    if card.training:
+        t = card.training
+        keys = ("source", "epochs_run", "best_epoch", "split", "seed", "device", "train_seconds")
+        lines.append("Training: " + ", ".join(f"{k}={t[k]}" for k in keys if k in t))
+    for split, scores in card.metrics.items():
+        if isinstance(scores, dict):
+            txt = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, int | float))
+            lines.append(f"{split.capitalize()} metrics: {txt}")
+    return "\n".join(lines)

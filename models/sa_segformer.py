@@ -1,0 +1,72 @@
+"""SA-SegFormer and its kin: a MiT encoder with the study's multi-scale-sum, attention decoder.
+
+FusionSA-SegFormer is this network on the stacked multi-source input (13 bands in the study): pixel-level
+fusion happens in the shared encoder, feature-level fusion in the multi-scale sum and the decoder attention.
+CA-SegFormer swaps self-attention for cross-attention to the deepest projected stage.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import CrossAttention2d, SelfAttention2d
+from .config import MIT_VARIANTS, ModelConfig
+from .mit import MiTEncoder
+
+
+class AttentionDecoder(nn.Module):
+    """Project, upsample and sum multi-scale features; refine with attention; one logit per pixel.
+
+    Inputs are the raw input (a full-resolution "stage 0") and encoder stages 1–3. Each is projected by a
+    1×1 conv to `dim` channels, upsampled to the input size and summed: (B, dim, H, W). The sum is
+    downsampled by `downsample`, passed through multi-head attention with a residual connection and
+    BatchNorm, upsampled and added back. A head of 3×3 conv, BN, ReLU and 1×1 conv gives (B, 1, H, W).
+    """
+
+    def __init__(self, in_dims: list[int], dim: int, heads: int, downsample: int, attention: str) -> None:
+        super().__init__()
+        if attention not in ("self", "cross"):
+            raise ValueError(f"attention must be 'self' or 'cross', not {attention!r}")
+        self.projections = nn.ModuleList(nn.Conv2d(c, dim, kernel_size=1) for c in in_dims)
+        self.attention_kind = attention
+        self.attention = SelfAttention2d(dim, heads) if attention == "self" else CrossAttention2d(dim, heads)
+        self.norm = nn.BatchNorm2d(dim)
+        self.downsample = max(1, int(downsample))
+        self.head = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size=3, padding=1),
+            nn.BatchNorm2d(dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(dim, 1, kernel_size=1),
+        )
+
+    def forward(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        projected = [proj(f) for proj, f in zip(self.projections, features)]
+        fused = sum(F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in projected)
+        small = (max(1, size[0] // self.downsample), max(1, size[1] // self.downsample))
+        q = F.interpolate(fused, size=small, mode="bilinear", align_corners=False)  # (B, dim, H/8, W/8)
+        if self.attention_kind == "self":
+            attended = self.attention(q)
+        else:
+            context = F.interpolate(projected[-1], size=small, mode="bilinear", align_corners=False)
+            attended = self.attention(q, context)
+        refined = self.norm(q + attended)
+        fused = fused + F.interpolate(refined, size=size, mode="bilinear", align_corners=False)
+        return self.head(fused)
+
+
+class SASegFormer(nn.Module):
+    """MiT encoder (stages 1–3) + AttentionDecoder. (B, C, H, W) → logits (B, 1, H, W)."""
+
+    def __init__(self, cfg: ModelConfig, attention: str = "self") -> None:
+        super().__init__()
+        self.encoder = MiTEncoder(cfg.in_channels, cfg.encoder)
+        stage_dims = list(MIT_VARIANTS[cfg.encoder]["hidden_sizes"][:3])
+        self.decoder = AttentionDecoder(
+            [cfg.in_channels, *stage_dims], cfg.decoder_dim, cfg.attn_heads, cfg.attn_downsample, attention
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stages = self.encoder(x)[:3]
+        return self.decoder([x, *stages], x.shape[-2:])
