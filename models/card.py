@@ -46,6 +46,7 @@ class ModelCard:
         threshold: decision threshold on the slump probability.
         training: how it was trained (data, split, epochs, seed, timing ...).
         metrics: scores on the validation and test splits.
+
     """
 
     config: ModelConfig
@@ -73,6 +74,7 @@ class ModelCard:
 
         Raises:
             ValueError: not a card of this format, or inconsistent fields (named).
+
         """
         try:
             d = json.loads(text)
@@ -85,8 +87,9 @@ class ModelCard:
                 config=ModelConfig.from_dict(d.pop("config")),
                 bands=tuple(d.pop("bands")),
                 groups=tuple(d.pop("groups")),
-                normalization=Normalization(**{k: tuple(v) if isinstance(v, list) else v
-                                               for k, v in d.pop("normalization").items()}),
+                normalization=Normalization(
+                    **{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("normalization").items()}
+                ),
                 classes=tuple(d.pop("classes")),
                 **d,
             )
@@ -100,6 +103,7 @@ class ModelCard:
 
         Raises:
             ValueError: naming the inconsistency.
+
         """
         n = len(self.bands)
         if n == 0 or len(set(self.bands)) != n:

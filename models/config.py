@@ -29,6 +29,7 @@ class ModelConfig:
         attn_downsample: the decoder attention runs at 1/attn_downsample of the input size (the study: 8).
         optical_channels: input band indices of the optical stream (dual-stream model only).
         auxiliary_channels: input band indices of the auxiliary stream (dual-stream model only).
+
     """
 
     architecture: str

@@ -57,6 +57,7 @@ def read_card(path: str) -> ModelCard:
 
     Raises:
         ModelPackageError: not a readable package, no card, an edited card or an invalid one.
+
     """
     from safetensors import safe_open
 
@@ -89,6 +90,7 @@ def load_package(path: str, device: str = "cpu") -> tuple[nn.Module, ModelCard]:
 
     Raises:
         ModelPackageError: unreadable file, missing/edited/invalid card, weights that do not match.
+
     """
     from safetensors import safe_open
     from safetensors.torch import load_file

@@ -49,6 +49,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
     Raises:
         ValueError: unknown architecture or encoder, with the known names.
+
     """
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {cfg.architecture!r}; known: {', '.join(ARCHITECTURES)}.")
