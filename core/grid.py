@@ -24,6 +24,10 @@ RESAMPLING = {
     "mask": Resampling.nearest,
 }
 
+# GDAL's block cache defaults to 5 % of RAM and fills with every block read or written; capping it keeps
+# memory bounded by the processing window instead of growing with the raster.
+GDAL_CACHE_MB = 128
+
 # Metres per degree on the WGS 84 ellipsoid (latitude direction; longitude scales with cos(latitude)).
 _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQUATOR = 111_320.0
@@ -240,6 +244,11 @@ def read_window(vrt: WarpedVRT, bands: Sequence[int], window: Window, halo: int 
     """
     grown = Window(window.col_off, window.row_off, window.width + 2 * halo, window.height + 2 * halo)
     return vrt.read(list(bands), window=grown).astype(np.float32, copy=False)
+
+
+def bounded_gdal_cache() -> rasterio.Env:
+    """A rasterio environment with GDAL's block cache capped at GDAL_CACHE_MB (use as a context manager)."""
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20)
 
 
 def iter_windows(grid: TargetGrid, size: int) -> list[Window]:

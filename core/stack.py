@@ -20,7 +20,16 @@ from rasterio.windows import Window
 from . import spectral, terrain, thermal
 from .errors import AlignmentError, FeatureError, OperationCanceled, RtsFusionError
 from .features import FEATURES, TERRAIN, required_inputs
-from .grid import RESAMPLING, TargetGrid, build_target_grid, inspect_source, iter_windows, read_window, warped_vrt
+from .grid import (
+    RESAMPLING,
+    TargetGrid,
+    bounded_gdal_cache,
+    build_target_grid,
+    inspect_source,
+    iter_windows,
+    read_window,
+    warped_vrt,
+)
 
 STACK_NODATA = -9999.0
 STACK_FORMAT = "rtsfusion-stack/1"
@@ -374,6 +383,7 @@ def build_fused_stack(
     optical_info = inspect_source(inputs.optical, "optical")
     needs = _check_requirements(features, inputs, optical_info.count)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(bounded_gdal_cache())
         src = _Sources(inputs, needs, stack)
         infos = [optical_info] + [inspect_source(p, label) for label, p in src.labelled()[1:]]
         grid = build_target_grid(infos, grid_options.crs, grid_options.pixel_size, grid_options.extent)

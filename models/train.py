@@ -1,0 +1,507 @@
+"""Training: chips from a fused stack + inventory (or a chip manifest) → a model package with its card."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..core.errors import OperationCanceled, RtsFusionError
+from ..core.metrics import Confusion, confusion, summarize
+from .augment import augment
+from .card import ModelCard, Normalization
+from .config import ModelConfig
+from .data import (
+    ChipSet,
+    Scene,
+    band_statistics,
+    blocked_split,
+    chip_at,
+    load_manifest,
+    load_scene,
+    random_split,
+    training_positions,
+)
+from .losses import combined_loss
+from .normalize import normalize
+from .package import save_package
+from .registry import build_model, count_parameters
+from .weights import load_encoder_weights
+
+ProgressFn = Callable[[float], None]
+LogFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; the defaults follow the study's public release.
+
+    Attributes:
+        architecture: registry name (models.registry.ARCHITECTURES).
+        encoder: MiT size ("b0"–"b5", "tiny").
+        decoder_dim: decoder width (256 in the study).
+        tile_size: chip side in pixels (256 in the study).
+        epochs: maximum epochs.
+        batch_size: chips per batch (8).
+        lr: AdamW base learning rate (3e-4); the one-cycle schedule peaks at max_lr (1e-3).
+        weight_decay: AdamW weight decay (1e-4).
+        chips_per_epoch: training chips drawn per epoch; 0 = as many as tile-size steps fit the train area.
+        split: "blocked" (spatial blocks, no leakage) or "random" (the study's chip-level split, leaks).
+        block_size: block side of the blocked split in pixels; 0 = 2 × tile_size.
+        val_fraction, test_fraction: shares of blocks (or chips) held out.
+        threshold: decision threshold on the slump probability (0.4).
+        patience: epochs without a better validation F1 before stopping early.
+        seed: random seed (split, sampling, initialisation).
+        device: "auto", "cpu" or "cuda".
+        normalization: "standardize" or "chip_minmax".
+        augment: random resized crop, flips and rotations.
+        encoder_weights: optional local safetensors file with MiT weights to start from.
+
+    """
+
+    architecture: str = "fusion_sa_segformer"
+    encoder: str = "b0"
+    decoder_dim: int = 256
+    tile_size: int = 256
+    epochs: int = 50
+    batch_size: int = 8
+    lr: float = 3e-4
+    max_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    chips_per_epoch: int = 0
+    split: str = "blocked"
+    block_size: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    threshold: float = 0.4
+    patience: int = 10
+    seed: int = 20250917
+    device: str = "auto"
+    normalization: str = "standardize"
+    augment: bool = True
+    encoder_weights: str | None = None
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    package: str
+    card: ModelCard
+    history: list[dict] = field(default_factory=list)
+    split_report: dict = field(default_factory=dict)
+    history_csv: str = ""
+    stopped_early: bool = False
+    canceled: bool = False
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RtsFusionError("CUDA was requested but no CUDA GPU is available to PyTorch; use 'cpu' or 'auto'.")
+    if device not in ("cpu", "cuda"):
+        raise RtsFusionError(f"Unknown device {device!r}; use auto, cpu or cuda.")
+    return torch.device(device)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed-precision type on CUDA (bf16 where supported, else fp16); None on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+@dataclass
+class _Chips:
+    """Fixed chips: image (N, C, h, w) with NaN nodata, label (N, h, w), valid (N, h, w)."""
+
+    image: np.ndarray
+    label: np.ndarray
+    valid: np.ndarray
+
+
+def _gather(scene: Scene, positions: list[tuple[int, int]], chip: int) -> _Chips:
+    parts = [chip_at(scene, r, c, chip) for r, c in positions]
+    if not parts:
+        shape = (0, scene.image.shape[0], chip, chip)
+        return _Chips(np.zeros(shape, np.float32), np.zeros((0, chip, chip), np.uint8), np.zeros((0, chip, chip), bool))
+    return _Chips(*(np.stack(p) for p in zip(*parts)))
+
+
+def _to_tensors(chips: _Chips, norm: Normalization, bands, device) -> tuple[torch.Tensor, ...]:
+    x = torch.from_numpy(normalize(chips.image, norm, bands)).to(device)
+    y = torch.from_numpy(chips.label[:, None].astype(np.float32)).to(device)
+    v = torch.from_numpy(chips.valid[:, None].astype(np.float32)).to(device)
+    return x, y, v
+
+
+def evaluate(
+    model: torch.nn.Module,
+    chips: _Chips,
+    norm: Normalization,
+    bands: tuple[str, ...],
+    threshold: float,
+    device: torch.device,
+    batch_size: int = 8,
+) -> tuple[dict, float]:
+    """Pooled and per-chip scores of a model on fixed chips, and the mean loss."""
+    model.eval()
+    confs: list[Confusion] = []
+    losses = []
+    dtype = amp_dtype(device)
+    with torch.no_grad():
+        for i in range(0, len(chips.image), batch_size):
+            part = _Chips(
+                chips.image[i : i + batch_size], chips.label[i : i + batch_size], chips.valid[i : i + batch_size]
+            )
+            x, y, v = _to_tensors(part, norm, bands, device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(x)
+            losses.append(float(combined_loss(logits, y, v)) * len(x))
+            pred = (torch.sigmoid(logits.float()) > threshold).cpu().numpy()[:, 0]
+            for p, t, m in zip(pred, part.label, part.valid):
+                confs.append(confusion(p, t, m))
+    n = max(len(chips.image), 1)
+    return summarize(confs), sum(losses) / n
+
+
+def _fit(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    bands: tuple[str, ...],
+    norm: Normalization,
+    sample_train: Callable[[np.random.Generator, int], _Chips],
+    n_train_positions: int,
+    val: _Chips,
+    test: _Chips,
+    progress: ProgressFn,
+    is_canceled: Callable[[], bool],
+    log: LogFn,
+) -> tuple[torch.nn.Module, list[dict], int, bool, bool, dict, dict, float, torch.device]:
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    model = build_model(model_cfg)
+    if cfg.encoder_weights:
+        counts = load_encoder_weights(model, cfg.encoder_weights)
+        log(f"Encoder weights from {cfg.encoder_weights}: {counts}")
+    model.to(device)
+    log(f"{model_cfg.architecture} ({count_parameters(model):,} parameters) on {device}")
+    chips_per_epoch = cfg.chips_per_epoch or max(cfg.batch_size * 2, n_train_positions)
+    steps = max(1, -(-chips_per_epoch // cfg.batch_size))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.max_lr, total_steps=steps * cfg.epochs, div_factor=cfg.max_lr / cfg.lr
+    )
+    dtype = amp_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    history: list[dict] = []
+    best_f1, best_state, best_epoch, since_best = -1.0, None, 0, 0
+    canceled = stopped = False
+    t0 = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total, seen = 0.0, 0
+        for step in range(steps):
+            if is_canceled():
+                canceled = True
+                break
+            x, y, v = _to_tensors(sample_train(rng, cfg.batch_size), norm, bands, device)
+            if cfg.augment:
+                x, y, v = augment(x, y, v, gen)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = combined_loss(model(x), y, v)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            total += float(loss.detach()) * len(x)
+            seen += len(x)
+            progress(100.0 * ((epoch - 1) * steps + step + 1) / (steps * cfg.epochs))
+        if canceled and seen == 0:
+            break
+        scores, val_loss = evaluate(model, val, norm, bands, cfg.threshold, device, cfg.batch_size)
+        pooled = scores["pooled"]
+        row = {
+            "epoch": epoch,
+            "train_loss": total / max(seen, 1),
+            "val_loss": val_loss,
+            "precision": pooled["precision"],
+            "recall": pooled["recall"],
+            "f1": pooled["f1"],
+            "iou": pooled["iou"],
+            "lr": sched.get_last_lr()[0],
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        log(
+            f"epoch {epoch}: loss {row['train_loss']:.4f}, val loss {val_loss:.4f}, "
+            f"P {row['precision']:.3f} R {row['recall']:.3f} F1 {row['f1']:.3f} IoU {row['iou']:.3f}"
+        )
+        if pooled["f1"] > best_f1:
+            best_f1, best_epoch, since_best = pooled["f1"], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since_best += 1
+        if canceled:
+            break
+        if since_best >= cfg.patience:
+            stopped = True
+            log(f"Early stop: no better validation F1 for {cfg.patience} epochs.")
+            break
+    if best_state is None:
+        raise OperationCanceled("Training was cancelled before the first epoch finished; no model was written.")
+    model.load_state_dict(best_state)
+    val_scores, _ = evaluate(model, val, norm, bands, cfg.threshold, device, cfg.batch_size)
+    test_scores, _ = (
+        evaluate(model, test, norm, bands, cfg.threshold, device, cfg.batch_size) if len(test.image) else ({}, 0.0)
+    )
+    return model, history, best_epoch, stopped, canceled, val_scores, test_scores, time.perf_counter() - t0, device
+
+
+def _write_history(path: str, history: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _model_config(cfg: TrainConfig, bands: tuple[str, ...], groups: tuple[str, ...]) -> ModelConfig:
+    optical = tuple(i for i, g in enumerate(groups) if g == "optical")
+    aux = tuple(i for i, g in enumerate(groups) if g != "optical")
+    ds = cfg.architecture == "fusion_sa_segformer_ds"
+    return ModelConfig(
+        architecture=cfg.architecture,
+        in_channels=len(bands),
+        encoder=cfg.encoder,
+        decoder_dim=cfg.decoder_dim,
+        optical_channels=optical if ds else (),
+        auxiliary_channels=aux if ds else (),
+    )
+
+
+def _finish(
+    output: str,
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    bands,
+    groups,
+    norm,
+    pixel_size: float,
+    split_report: dict,
+    source: str,
+    fitted,
+    log: LogFn,
+) -> TrainResult:
+    model, history, best_epoch, stopped, canceled, val_scores, test_scores, seconds, device = fitted
+    card = ModelCard(
+        config=model_cfg,
+        bands=tuple(bands),
+        groups=tuple(groups),
+        normalization=norm,
+        pixel_size=pixel_size,
+        tile_size=cfg.tile_size,
+        overlap=cfg.tile_size // 4,
+        threshold=cfg.threshold,
+        training={
+            "source": source,
+            "split": split_report,
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "stopped_early": stopped,
+            "canceled": canceled,
+            "seed": cfg.seed,
+            "device": str(device),
+            "train_seconds": round(seconds, 1),
+            "parameters": count_parameters(model),
+            "config": asdict(cfg),
+        },
+        metrics={
+            "val": val_scores.get("pooled", {}),
+            "val_per_chip": val_scores.get("per_chip", {}),
+            "test": test_scores.get("pooled", {}),
+            "test_per_chip": test_scores.get("per_chip", {}),
+        },
+    )
+    save_package(output, model.cpu(), card)
+    history_csv = os.path.splitext(output)[0] + "_history.csv"
+    _write_history(history_csv, history)
+    log(f"Model package written to {output} (best epoch {best_epoch}).")
+    return TrainResult(output, card, history, split_report, history_csv, stopped, canceled)
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    if cfg.split not in ("blocked", "random"):
+        raise RtsFusionError(f"Unknown split {cfg.split!r}; use 'blocked' or 'random'.")
+    if cfg.tile_size < 32 or cfg.tile_size % 32:
+        raise RtsFusionError(f"The tile size must be a multiple of 32 (the encoder's stride), not {cfg.tile_size}.")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise RtsFusionError("Epochs and batch size must be at least 1.")
+
+
+def train_from_stack(
+    stack_path: str,
+    inventory_path: str,
+    output: str,
+    cfg: TrainConfig = TrainConfig(),
+    bands: tuple[str, ...] | None = None,
+    aoi_path: str | None = None,
+    progress: ProgressFn | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: LogFn | None = None,
+) -> TrainResult:
+    """Train on a fused stack labelled by slump polygons and write the model package.
+
+    Args:
+        stack_path: fused stack GeoTIFF.
+        inventory_path: slump polygons.
+        output: model package path (.safetensors); the epoch history goes beside it as *_history.csv.
+        cfg: training settings.
+        bands: stack bands to use (default: all).
+        aoi_path: optional area of interest polygons.
+        progress: called with 0–100.
+        is_canceled: polled between batches; on cancel the best checkpoint so far is written.
+        log: receives one line per epoch.
+
+    Raises:
+        RtsFusionError: unusable inputs or settings, explained.
+        OperationCanceled: cancelled before any epoch finished.
+
+    """
+    progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
+    _check_config(cfg)
+    scene = load_scene(stack_path, inventory_path, bands, aoi_path)
+    chip = cfg.tile_size
+    if min(scene.label.shape) < chip:
+        raise RtsFusionError(
+            f"The stack ({scene.label.shape[1]} × {scene.label.shape[0]} px) is smaller than a tile ({chip} px)."
+        )
+    fractions = (cfg.val_fraction, cfg.test_fraction)
+    if cfg.split == "blocked":
+        split = blocked_split(scene, chip, cfg.block_size or 2 * chip, fractions, cfg.seed)
+    else:
+        split = random_split(scene, chip, fractions, cfg.seed)
+    log(f"Split: {split.report}")
+    positions, weights = training_positions(scene, split, chip)
+    if not positions or not split.chips["val"]:
+        raise RtsFusionError(
+            f"The split left {len(positions)} training and {len(split.chips['val'])} validation chips; use a "
+            "larger stack, a smaller tile size or smaller blocks."
+        )
+    mean, std = band_statistics(scene, split.train_region)
+    norm = (
+        Normalization(cfg.normalization, mean, std)
+        if cfg.normalization == "standardize"
+        else Normalization(cfg.normalization)
+    )
+
+    def sample(rng: np.random.Generator, k: int) -> _Chips:
+        picks = rng.choice(len(positions), size=k, p=weights)
+        return _gather(scene, [positions[i] for i in picks], chip)
+
+    model_cfg = _model_config(cfg, scene.bands, scene.groups)
+    fitted = _fit(
+        cfg,
+        model_cfg,
+        scene.bands,
+        norm,
+        sample,
+        len(positions) // 16 or 1,
+        _gather(scene, split.chips["val"], chip),
+        _gather(scene, split.chips["test"], chip),
+        progress,
+        is_canceled,
+        log,
+    )
+    return _finish(
+        output,
+        cfg,
+        model_cfg,
+        scene.bands,
+        scene.groups,
+        norm,
+        scene.pixel_size,
+        split.report,
+        f"stack {os.path.basename(stack_path)} + {os.path.basename(inventory_path)}",
+        fitted,
+        log,
+    )
+
+
+def train_from_manifest(
+    manifest: str,
+    output: str,
+    cfg: TrainConfig = TrainConfig(),
+    progress: ProgressFn | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: LogFn | None = None,
+) -> TrainResult:
+    """Train on a chip dataset described by a manifest CSV (the study's layout); see data.load_manifest."""
+    progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
+    _check_config(cfg)
+    chips: ChipSet = load_manifest(manifest, cfg.seed, (cfg.val_fraction, cfg.test_fraction))
+    if chips.image.shape[-1] != cfg.tile_size or chips.image.shape[-2] != cfg.tile_size:
+        cfg = TrainConfig(**{**asdict(cfg), "tile_size": int(chips.image.shape[-1])})
+        log(f"Tile size set to the chips' size, {cfg.tile_size} px.")
+    idx = {s: [i for i, x in enumerate(chips.split) if x == s] for s in ("train", "val", "test")}
+    if not idx["train"] or not idx["val"]:
+        raise RtsFusionError("The manifest needs training and validation chips.")
+    valid = np.isfinite(chips.image).all(axis=1)
+
+    def subset(ids: list[int]) -> _Chips:
+        return _Chips(chips.image[ids], chips.label[ids], valid[ids])
+
+    train = subset(idx["train"])
+    region_vals = train.image.transpose(1, 0, 2, 3)[:, train.valid]
+    mean = tuple(float(v.mean()) for v in region_vals)
+    std = tuple(float(max(v.std(), 1e-6)) for v in region_vals)
+    norm = (
+        Normalization(cfg.normalization, mean, std)
+        if cfg.normalization == "standardize"
+        else Normalization(cfg.normalization)
+    )
+    weights = np.where(train.label.reshape(len(train.label), -1).any(axis=1), 2.0, 1.0)
+    weights /= weights.sum()
+
+    def sample(rng: np.random.Generator, k: int) -> _Chips:
+        picks = rng.choice(len(train.image), size=k, p=weights)
+        return _Chips(train.image[picks], train.label[picks], train.valid[picks])
+
+    report = {"method": "manifest", "chips": {k: len(v) for k, v in idx.items()}}
+    model_cfg = _model_config(cfg, chips.bands, chips.groups)
+    fitted = _fit(
+        cfg,
+        model_cfg,
+        chips.bands,
+        norm,
+        sample,
+        len(train.image),
+        subset(idx["val"]),
+        subset(idx["test"]),
+        progress,
+        is_canceled,
+        log,
+    )
+    return _finish(
+        output,
+        cfg,
+        model_cfg,
+        chips.bands,
+        chips.groups,
+        norm,
+        chips.pixel_size,
+        report,
+        f"manifest {os.path.basename(manifest)}",
+        fitted,
+        log,
+    )
