@@ -45,8 +45,8 @@ class FusionSASegFormerDS(nn.Module):
             raise ValueError("The dual-stream model needs both optical and auxiliary bands.")
         self.register_buffer("optical_idx", torch.tensor(cfg.optical_channels, dtype=torch.long), persistent=False)
         self.register_buffer("aux_idx", torch.tensor(cfg.auxiliary_channels, dtype=torch.long), persistent=False)
-        self.optical = MiTEncoder(len(cfg.optical_channels), cfg.encoder)
-        self.auxiliary = MiTEncoder(len(cfg.auxiliary_channels), cfg.encoder)
+        self.optical = MiTEncoder(len(cfg.optical_channels), cfg.encoder, stages=3)
+        self.auxiliary = MiTEncoder(len(cfg.auxiliary_channels), cfg.encoder, stages=3)
         stage_dims = list(MIT_VARIANTS[cfg.encoder]["hidden_sizes"][:3])
         self.fusion = nn.ModuleList(AttentionFusion(c) for c in stage_dims)
         self.decoder = AttentionDecoder(
@@ -54,7 +54,7 @@ class FusionSASegFormerDS(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        opt = self.optical(x.index_select(1, self.optical_idx))[:3]
-        aux = self.auxiliary(x.index_select(1, self.aux_idx))[:3]
+        opt = self.optical(x.index_select(1, self.optical_idx))
+        aux = self.auxiliary(x.index_select(1, self.aux_idx))
         stages = [fuse(a, b) for fuse, a, b in zip(self.fusion, opt, aux)]
         return self.decoder([x, *stages], x.shape[-2:])

@@ -26,17 +26,21 @@ def segformer_config(in_channels: int, variant: str, num_labels: int = 1, decode
 
 
 class MiTEncoder(nn.Module):
-    """MiT encoder returning its four stage feature maps.
+    """MiT encoder returning the feature maps of its first `stages` stages.
 
-    Input (B, C, H, W) → [(B, h1, H/4, W/4), (B, h2, H/8, W/8), (B, h3, H/16, W/16), (B, h4, H/32, W/32)].
+    Input (B, C, H, W) → [(B, h1, H/4, W/4), (B, h2, H/8, W/8), (B, h3, H/16, W/16), (B, h4, H/32, W/32)][:stages].
+    Stages beyond `stages` are dropped from the network (the study's decoder uses stages 1–3 only), so they
+    cost neither parameters nor compute.
     """
 
-    def __init__(self, in_channels: int, variant: str = "b0") -> None:
+    def __init__(self, in_channels: int, variant: str = "b0", stages: int = 4) -> None:
         super().__init__()
         from transformers import SegformerModel
 
-        self.hidden_sizes = MIT_VARIANTS[variant]["hidden_sizes"] if variant in MIT_VARIANTS else ()
         self.model = SegformerModel(segformer_config(in_channels, variant))
+        enc = self.model.encoder
+        for name in ("patch_embeddings", "block", "layer_norm"):
+            setattr(enc, name, getattr(enc, name)[:stages])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.model(pixel_values=x, output_hidden_states=True, return_dict=True).hidden_states)

@@ -61,12 +61,12 @@ class SASegFormer(nn.Module):
 
     def __init__(self, cfg: ModelConfig, attention: str = "self") -> None:
         super().__init__()
-        self.encoder = MiTEncoder(cfg.in_channels, cfg.encoder)
+        self.encoder = MiTEncoder(cfg.in_channels, cfg.encoder, stages=3)
         stage_dims = list(MIT_VARIANTS[cfg.encoder]["hidden_sizes"][:3])
         self.decoder = AttentionDecoder(
             [cfg.in_channels, *stage_dims], cfg.decoder_dim, cfg.attn_heads, cfg.attn_downsample, attention
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stages = self.encoder(x)[:3]
+        stages = self.encoder(x)
         return self.decoder([x, *stages], x.shape[-2:])

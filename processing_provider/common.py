@@ -58,3 +58,26 @@ def layer_path(layer, name: str) -> str:
             "save it as a GeoTIFF first."
         )
     return path
+
+
+DEEP_LEARNING_HINT = (
+    "This algorithm needs PyTorch, transformers and safetensors in QGIS's Python. Install them (torch first, "
+    "pinned; keep numpy below 2 where QGIS's GDAL needs it), e.g.:\n"
+    '  python3 -m pip install --user "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu\n'
+    '  python3 -m pip install --user "transformers<5" safetensors scikit-image "numpy<2"\n'
+    "then restart QGIS."
+)
+
+
+def require_deep_learning() -> None:
+    """Raise a QgsProcessingException naming what to install when torch/transformers are missing."""
+    import importlib.util
+
+    missing = [m for m in ("torch", "transformers", "safetensors") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise QgsProcessingException(f"Missing Python package(s): {', '.join(missing)}. {DEEP_LEARNING_HINT}")
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except Exception as exc:  # a broken install raises all sorts of errors
+        raise QgsProcessingException(f"PyTorch or transformers failed to import ({exc}). {DEEP_LEARNING_HINT}") from exc

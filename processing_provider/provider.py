@@ -9,6 +9,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .align_fuse import AlignFuseAlgorithm
 from .sample_scene import SampleSceneAlgorithm
+from .train import TrainAlgorithm
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
 
@@ -29,5 +30,5 @@ class RtsFusionProvider(QgsProcessingProvider):
         return QIcon(ICON)
 
     def loadAlgorithms(self) -> None:  # noqa: N802 - QGIS API name
-        for alg in (AlignFuseAlgorithm(), SampleSceneAlgorithm()):
+        for alg in (AlignFuseAlgorithm(), SampleSceneAlgorithm(), TrainAlgorithm()):
             self.addAlgorithm(alg)

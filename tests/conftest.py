@@ -52,3 +52,23 @@ def provider(qgis_processing):
     prov = RtsFusionProvider()
     assert registry.addProvider(prov)
     return registry.providerById("rtsfusion")
+
+
+@pytest.fixture(scope="session")
+def training_stack(tmp_path_factory):
+    """A 384 px sample scene fused with the paper preset: (stack path, slumps path), written once."""
+    from rts_fusion.core.features import PAPER
+    from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack
+    from rts_fusion.core.synthetic import generate_sample_scene
+
+    folder = tmp_path_factory.mktemp("train_scene")
+    scene = generate_sample_scene(str(folder), size=384, seed=42)
+    inputs = FusionInputs(
+        scene.optical,
+        scene.thermal,
+        scene.dem,
+        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
+        temperature_series=scene.temperature_series,
+    )
+    stack = build_fused_stack(inputs, PAPER, str(folder / "stack.tif"))
+    return stack.path, scene.slumps

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import processing
 import pytest
@@ -119,3 +121,54 @@ def test_alignfuse_output_is_loaded_into_the_project(scene_run, tmp_path):
     )
     layers = list(QgsProject.instance().mapLayers().values())
     assert any(isinstance(lyr, QgsRasterLayer) and lyr.bandCount() == 3 for lyr in layers)
+
+
+def test_train_algorithm_writes_package_and_report(provider, training_stack, tmp_path):
+    stack, slumps = training_stack
+    out = str(tmp_path / "model.safetensors")
+    report = str(tmp_path / "report.html")
+    result = processing.run(
+        "rtsfusion:train",
+        {
+            "STACK": stack,
+            "INVENTORY": slumps,
+            "BANDS": 1,
+            "ENCODER": 6,
+            "DECODER_DIM": 32,
+            "TILE_SIZE": 64,
+            "EPOCHS": 3,
+            "BATCH_SIZE": 8,
+            "CHIPS_PER_EPOCH": 32,
+            "LEARNING_RATE": 1e-3,
+            "DEVICE": 1,
+            "SEED": 3,
+            "OUTPUT": out,
+            "REPORT": report,
+        },
+    )
+    from rts_fusion.models.package import read_card
+
+    card = read_card(result["OUTPUT"])
+    assert card.bands == PAPER and card.config.architecture == "fusion_sa_segformer" and card.config.encoder == "tiny"
+    assert 1 <= result["BEST_EPOCH"] <= 3 and 0 <= result["VAL_F1"] <= 1
+    html = open(report).read()
+    assert "Learning curves" in html and "FusionSA-SegFormer" in html
+
+    for png in ("report_loss.png", "report_scores.png"):
+        assert os.path.getsize(tmp_path / png) > 1000
+
+
+def test_train_algorithm_needs_data(provider, tmp_path):
+    with pytest.raises(QgsProcessingException, match="fused stack and a slump inventory"):
+        processing.run("rtsfusion:train", {"OUTPUT": str(tmp_path / "m.safetensors")})
+
+
+def test_deep_learning_algorithms_explain_missing_torch(monkeypatch):
+    import importlib.util
+
+    from rts_fusion.processing_provider.common import require_deep_learning
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(QgsProcessingException, match=r"(?s)Missing Python package\(s\): torch.*pip install"):
+        require_deep_learning()

@@ -1,0 +1,156 @@
+import csv
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rts_fusion.core.errors import OperationCanceled, RtsFusionError
+from rts_fusion.core.features import PAPER
+from rts_fusion.models.data import blocked_split, load_scene, random_split, split_overlap
+from rts_fusion.models.package import load_package
+from rts_fusion.models.train import TrainConfig, train_from_manifest, train_from_stack
+
+torch.set_num_threads(2)
+FAST = TrainConfig(
+    encoder="tiny",
+    decoder_dim=32,
+    tile_size=64,
+    epochs=14,
+    batch_size=8,
+    chips_per_epoch=64,
+    patience=14,
+    seed=7,
+    lr=1e-3,
+    max_lr=3e-3,
+)  # a tiny network learns faster at a higher rate
+
+
+@pytest.fixture(scope="module")
+def scene(training_stack):
+    return load_scene(*training_stack)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_blocked_split_never_leaks(scene, seed):
+    split = blocked_split(scene, 64, 128, (0.15, 0.15), seed)
+    assert split.report["overlap_px_between_splits"] == 0
+    assert split_overlap(split.chips, 64, scene.label.shape) == 0
+    assert all(split.chips[k] for k in ("train", "val", "test"))
+    # Every split got slump pixels (stratified by blocks holding slumps).
+    assert all(v > 0 for v in split.report["rts_pixels"].values())
+    # Training chips lie inside the training region only.
+    for r, c in split.chips["train"]:
+        assert split.train_region[r : r + 64, c : c + 64].all()
+
+
+def test_random_split_leaks_and_says_so(scene):
+    split = random_split(scene, 64, (0.15, 0.15), 0)
+    assert split.report["overlap_px_between_splits"] > 0
+
+
+@pytest.fixture(scope="module")
+def trained(training_stack, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("model") / "model.safetensors")
+    return train_from_stack(*training_stack, out, FAST, bands=PAPER)
+
+
+def test_short_training_learns(trained, scene):
+    val = trained.card.metrics["val"]
+    # All-background scores IoU 0; all-foreground scores IoU = slump share of the pixels (about 1 %).
+    all_foreground_iou = scene.label[scene.valid].mean()
+    assert val["iou"] > 0.3 > 10 * all_foreground_iou
+    assert val["f1"] > 0.45
+    assert trained.card.training["best_epoch"] >= 1
+    rows = list(csv.DictReader(open(trained.history_csv)))
+    assert len(rows) == trained.card.training["epochs_run"] and {"f1", "iou", "train_loss"} <= set(rows[0])
+
+
+def test_trained_package_has_a_complete_card(trained):
+    model, card = load_package(trained.package)
+    assert card.bands == PAPER and card.pixel_size == 10.0 and card.tile_size == 64
+    assert len(card.normalization.mean) == 13 and card.threshold == 0.4
+    assert card.training["split"]["overlap_px_between_splits"] == 0
+    assert {"val", "test"} <= set(card.metrics)
+    assert sum(p.numel() for p in model.parameters()) == card.training["parameters"]
+
+
+def test_training_is_reproducible_with_a_seed(training_stack, tmp_path):
+    cfg = TrainConfig(**{**FAST.__dict__, "epochs": 2})
+    a = train_from_stack(*training_stack, str(tmp_path / "a.safetensors"), cfg, bands=("RED", "NDVI", "LST"))
+    b = train_from_stack(*training_stack, str(tmp_path / "b.safetensors"), cfg, bands=("RED", "NDVI", "LST"))
+    assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+
+
+def test_cancel_keeps_best_checkpoint_or_writes_nothing(training_stack, tmp_path):
+    calls = {"n": 0}
+
+    def cancel_after_epoch_one():
+        calls["n"] += 1
+        return calls["n"] > 8  # 64 chips / batch 8 = 8 steps per epoch
+
+    cfg = TrainConfig(**{**FAST.__dict__, "epochs": 5})
+    result = train_from_stack(
+        *training_stack, str(tmp_path / "c.safetensors"), cfg, bands=("RED", "NDVI"), is_canceled=cancel_after_epoch_one
+    )
+    assert result.canceled and result.card.training["epochs_run"] == 1
+    load_package(result.package)
+    with pytest.raises(OperationCanceled):
+        train_from_stack(
+            *training_stack, str(tmp_path / "d.safetensors"), cfg, bands=("RED",), is_canceled=lambda: True
+        )
+    assert not (tmp_path / "d.safetensors").exists()
+
+
+def test_bad_training_input_is_explained(training_stack, tmp_path):
+    with pytest.raises(RtsFusionError, match="multiple of 32"):
+        train_from_stack(*training_stack, str(tmp_path / "x.safetensors"), TrainConfig(tile_size=50))
+    with pytest.raises(RtsFusionError, match="lacks band"):
+        train_from_stack(*training_stack, str(tmp_path / "x.safetensors"), FAST, bands=("SLOPE",))
+
+
+def _write_chip(path, data, nodata=None):
+    data = np.asarray(data)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[-1],
+        height=data.shape[-2],
+        count=1 if data.ndim == 2 else data.shape[0],
+        dtype=data.dtype.name,
+        nodata=nodata,
+    ) as dst:
+        dst.write(data if data.ndim == 3 else data[None])
+
+
+def test_training_from_a_chip_manifest(scene, tmp_path):
+    # Export the scene as the study's chip layout: optical RGB, mask and one file per factor.
+    chip = 64
+    factors = ["DEM", "LST", "NDVI"]
+    rows = []
+    rng = np.random.default_rng(0)
+    corners = [(r, c) for r in range(0, 384 - chip + 1, chip) for c in range(0, 384 - chip + 1, chip)]
+    for k, (r, c) in enumerate(corners):
+        row = {"year": 2023, "region": "sample", "stem": k}
+        img = scene.image[:, r : r + chip, c : c + chip]
+        (tmp_path / "optical").mkdir(exist_ok=True)
+        _write_chip(tmp_path / "optical" / f"{k}.tif", img[[0, 1, 2]].astype(np.float32))
+        row["optical_path"] = f"optical/{k}.tif"
+        _write_chip(tmp_path / f"mask_{k}.tif", scene.label[r : r + chip, c : c + chip].astype(np.uint8))
+        row["mask_path"] = f"mask_{k}.tif"
+        for f in factors:
+            _write_chip(tmp_path / f"{f}_{k}.tif", img[PAPER.index(f)].astype(np.float32))
+            row[f] = f"{f}_{k}.tif"
+        row["split"] = "val" if rng.random() < 0.2 else "train"
+        rows.append(row)
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cfg = TrainConfig(**{**FAST.__dict__, "epochs": 2, "tile_size": 256})
+    result = train_from_manifest(str(manifest), str(tmp_path / "m.safetensors"), cfg)
+    assert result.card.bands == ("RED", "GREEN", "BLUE", "DEM", "LST", "NDVI")
+    assert result.card.tile_size == chip  # taken from the chips
+    assert result.split_report["chips"]["val"] == sum(r["split"] == "val" for r in rows)
+    load_package(result.package)
