@@ -92,3 +92,20 @@ def test_bad_input_fails_with_a_message_not_a_traceback(qgis_process, tmp_path):
     assert res.returncode != 0
     assert "no georeferencing" in res.stdout + res.stderr
     assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_train_through_qgis_process(qgis_process, training_stack, tmp_path):
+    stack, slumps = training_stack
+    out = tmp_path / "model.safetensors"
+    report = tmp_path / "report.html"
+    res = qgis_process(
+        "run", "rtsfusion:train", "--json", "--", f"STACK={stack}", f"INVENTORY={slumps}", "BANDS=2", "ENCODER=6",
+        "DECODER_DIM=16", "TILE_SIZE=64", "EPOCHS=1", "CHIPS_PER_EPOCH=16", "DEVICE=1", f"OUTPUT={out}",
+        f"REPORT={report}",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(res.stdout)["results"]["BEST_EPOCH"] == 1
+    from rts_fusion.models.package import read_card
+
+    assert read_card(str(out)).bands == ("RED", "GREEN", "BLUE")
+    assert "Learning curves" in report.read_text()
