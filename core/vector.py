@@ -31,22 +31,30 @@ def _ogr_type(value: object) -> int:
     return ogr.OFTString
 
 
-def write_polygons(path: str, layer_name: str, crs_wkt: str, records: Sequence[PolygonRecord]) -> None:
-    """Write polygons to a new GeoPackage (the file is replaced).
+def write_polygons(
+    path: str,
+    layer_name: str,
+    crs_wkt: str,
+    records: Sequence[PolygonRecord],
+    append: bool = False,
+    fields: Sequence[tuple[str, int | float | str]] = (),
+) -> None:
+    """Write polygons to a GeoPackage layer: a new file, or a new layer of an existing one with append.
 
-    Field types are taken from the first record's attribute values.
+    Field types are taken from the first record's attribute values, or from `fields` (name, example value)
+    so that an empty layer still gets its attribute table.
     """
-    if os.path.exists(path):
+    if os.path.exists(path) and not append:
         os.remove(path)
     driver = ogr.GetDriverByName("GPKG")
-    ds = driver.CreateDataSource(path)
+    ds = ogr.Open(path, 1) if append and os.path.exists(path) else driver.CreateDataSource(path)
     srs = osr.SpatialReference()
     srs.ImportFromWkt(crs_wkt)
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    layer = ds.CreateLayer(layer_name, srs, ogr.wkbPolygon)
-    if records:
-        for key, value in records[0].attributes.items():
-            layer.CreateField(ogr.FieldDefn(key, _ogr_type(value)))
+    layer = ds.CreateLayer(layer_name, srs, ogr.wkbPolygon, options=["OVERWRITE=YES"])
+    ds.StartTransaction()
+    for key, value in fields or (records[0].attributes.items() if records else ()):
+        layer.CreateField(ogr.FieldDefn(key, _ogr_type(value)))
     defn = layer.GetLayerDefn()
     for rec in records:
         poly = ogr.Geometry(ogr.wkbPolygon)
@@ -59,20 +67,32 @@ def write_polygons(path: str, layer_name: str, crs_wkt: str, records: Sequence[P
         feat = ogr.Feature(defn)
         feat.SetGeometry(poly)
         for key, value in rec.attributes.items():
-            feat.SetField(key, value)
+            if value is None:
+                feat.SetFieldNull(key)
+            else:
+                feat.SetField(key, value)
         layer.CreateFeature(feat)
+    ds.CommitTransaction()
     ds = None  # noqa: F841 - closing the data source flushes it
 
 
-def read_polygons(path: str, target_crs_wkt: str | None = None) -> list[list[list[tuple[float, float]]]]:
-    """Read every polygon of the first layer as lists of rings, optionally reprojected.
+def read_polygons(
+    path: str, target_crs_wkt: str | None = None, layer_name: str | None = None
+) -> list[list[list[tuple[float, float]]]]:
+    """Read every polygon of a layer (the first by default) as lists of rings, optionally reprojected.
 
-    Multipolygons are split into their parts. Returns a list of polygons, each [exterior, *holes].
+    A path may carry QGIS's '|layername=NAME' suffix. Multipolygons are split into their parts.
+    Returns a list of polygons, each [exterior, *holes].
     """
+    path, _, suffix = path.partition("|")
+    if suffix.startswith("layername="):
+        layer_name = layer_name or suffix.split("=", 1)[1]
     ds = ogr.Open(path)
     if ds is None:
         raise ValueError(f"Cannot open vector file '{path}'.")
-    layer = ds.GetLayer(0)
+    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
+    if layer is None:
+        raise ValueError(f"'{path}' has no layer {layer_name!r}.")
     transform = None
     if target_crs_wkt:
         src = layer.GetSpatialRef()

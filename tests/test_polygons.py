@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from osgeo import ogr
+from rasterio.crs import CRS
+from rts_fusion.core.errors import RtsFusionError
+from rts_fusion.core.polygons import PolygonizeOptions, polygonize
+
+TRANSFORM = Affine(10, 0, 500000, 0, -10, 3870000)
+
+
+def write(path, data, dtype, nodata=None, names=None, tags=None):
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                       dtype=dtype, crs=CRS.from_epsg(32646), transform=TRANSFORM, nodata=nodata) as dst:
+        dst.write(data.astype(dtype))
+        for i, n in enumerate(names or [], start=1):
+            dst.set_band_description(i, n)
+        if tags:
+            dst.update_tags(**tags)
+    return str(path)
+
+
+def features(path):
+    ds = ogr.Open(path)
+    layer = ds.GetLayer(0)
+    out = []
+    for f in layer:
+        g = f.GetGeometryRef()
+        out.append({**f.items(), "geom_area": g.GetArea(), "valid": g.IsValid(), "rings": g.GetGeometryCount()})
+    return sorted(out, key=lambda r: r["id"])
+
+
+@pytest.fixture
+def hand_made(tmp_path):
+    """A 40×40 mask: a 5×4 block, a 10×10 square with a 2×2 hole, a single pixel, and one touching nodata."""
+    m = np.zeros((40, 40), np.uint8)
+    m[2:6, 2:7] = 1  # 20 px = 2000 m²
+    m[10:20, 10:20] = 1
+    m[14:16, 14:16] = 0  # hole of 4 px = 400 m²
+    m[30, 30] = 1  # 1 px = 100 m²
+    m[35:38, 0:3] = 1  # touches the nodata column below
+    m[:, 0] = 255  # nodata column (mask nodata)
+    m[35:38, 1:3] = 1
+    return write(tmp_path / "mask.tif", m, "uint8", nodata=255)
+
+
+def test_polygon_attributes_on_a_hand_made_mask(hand_made, tmp_path):
+    out = str(tmp_path / "p.gpkg")
+    n = polygonize(hand_made, out, PolygonizeOptions(drop_touching_nodata=True))
+    rows = features(out)
+    assert n == 3 == len(rows)
+    block, square, single = rows
+    assert block["area_m2"] == 2000 and block["perimeter_m"] == 2 * (50 + 40) and block["pixels"] == 20
+    assert square["area_m2"] == 9600 and square["rings"] == 2  # the hole is kept
+    assert square["perimeter_m"] == 400 + 80
+    assert single["area_m2"] == 100
+    assert all(r["valid"] for r in rows)
+
+
+def test_cleaning_options(hand_made, tmp_path):
+    out = str(tmp_path / "c.gpkg")
+    polygonize(hand_made, out, PolygonizeOptions(min_area_m2=150, fill_holes_m2=500, drop_touching_nodata=False))
+    rows = features(out)
+    areas = sorted(r["area_m2"] for r in rows)
+    assert areas == [600, 2000, 10000]  # single pixel dropped, hole filled, nodata-touching fragment kept
+    assert all(r["rings"] == 1 for r in rows)
+
+
+def test_probability_input_with_zonal_statistics(tmp_path):
+    prob = np.zeros((30, 30), np.float32)
+    prob[5:15, 5:15] = 0.8
+    prob[8, 8] = 0.95
+    prob[20:25, 20:25] = 0.3  # below threshold
+    p = write(tmp_path / "prob.tif", prob, "float32", nodata=-1.0)
+    stack = np.stack([np.full((30, 30), 4750.0), np.full((30, 30), 290.0), np.full((30, 30), 0.2)])
+    stack[2, 5:10] = 0.4
+    s = write(tmp_path / "stack.tif", stack, "float32", nodata=-9999.0, names=["DEM", "LST", "NDVI"])
+    out = str(tmp_path / "z.gpkg")
+    polygonize(p, out, PolygonizeOptions(threshold=0.5), stack_path=s)
+    (row,) = features(out)
+    assert row["prob_max"] == pytest.approx(0.95) and row["prob_mean"] == pytest.approx((99 * 0.8 + 0.95) / 100)
+    assert row["elev_mean"] == pytest.approx(4750) and row["lst_mean"] == pytest.approx(290)
+    assert row["ndvi_mean"] == pytest.approx(0.3)  # half the rows 0.4, half 0.2
+    assert row["slope_mean"] == pytest.approx(0.0, abs=1e-6)  # flat DEM, slope derived from it
+
+
+def test_simplify_keeps_valid_polygons(tmp_path):
+    yy, xx = np.mgrid[0:80, 0:80]
+    disc = ((yy - 40) ** 2 + (xx - 40) ** 2 < 30**2).astype(np.uint8)
+    m = write(tmp_path / "disc.tif", disc, "uint8")
+    raw, simple = str(tmp_path / "raw.gpkg"), str(tmp_path / "simple.gpkg")
+    polygonize(m, raw)
+    polygonize(m, simple, PolygonizeOptions(simplify_m=15))
+    # Keep data sources and features referenced: OGR geometries die with their feature.
+    ds_raw, ds_simple = ogr.Open(raw), ogr.Open(simple)
+    f_raw, f_simple = ds_raw.GetLayer(0).GetNextFeature(), ds_simple.GetLayer(0).GetNextFeature()
+    g_raw, g_simple = f_raw.GetGeometryRef(), f_simple.GetGeometryRef()
+    assert g_simple.GetGeometryRef(0).GetPointCount() < g_raw.GetGeometryRef(0).GetPointCount() / 3
+    assert g_simple.IsValid() and abs(g_simple.GetArea() - g_raw.GetArea()) / g_raw.GetArea() < 0.05
+
+
+def test_empty_detections_give_an_empty_layer_with_fields(tmp_path):
+    m = write(tmp_path / "zero.tif", np.zeros((10, 10)), "uint8")
+    out = str(tmp_path / "e.gpkg")
+    assert polygonize(m, out) == 0
+    ds = ogr.Open(out)
+    layer = ds.GetLayer(0)
+    names = [layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(layer.GetLayerDefn().GetFieldCount())]
+    assert {"id", "area_m2", "perimeter_m"} <= set(names)
+
+
+def test_nodata_only_raster_is_refused(tmp_path):
+    m = write(tmp_path / "nd.tif", np.full((10, 10), 255), "uint8", nodata=255)
+    with pytest.raises(RtsFusionError, match="only nodata"):
+        polygonize(m, str(tmp_path / "x.gpkg"))
