@@ -142,12 +142,13 @@ def _zonal_layers(stack_path: str, grid: TargetGrid) -> dict[str, np.ndarray]:
 
 def label_objects(det: Detections, opts: PolygonizeOptions) -> tuple[np.ndarray, int]:
     """Clean the binary detections and label the objects (4-connected). Returns (labels, count)."""
-    from skimage.morphology import remove_small_holes
-
     px_area = det.grid.metres_per_pixel()[0] * det.grid.metres_per_pixel()[1]
     binary = det.binary.copy()
     if opts.fill_holes_m2 > 0:
-        binary = remove_small_holes(binary, area_threshold=max(1, int(opts.fill_holes_m2 / px_area))) & det.valid
+        holes, n_holes = ndimage.label(ndimage.binary_fill_holes(binary, structure=FOUR) & ~binary)
+        small = np.bincount(holes.ravel(), minlength=n_holes + 1) * px_area < opts.fill_holes_m2
+        small[0] = False
+        binary |= small[holes] & det.valid
     labels, n = ndimage.label(binary, structure=FOUR)
     if n == 0:
         return labels, 0
