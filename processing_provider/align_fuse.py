@@ -2,56 +2,17 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingException,
-    QgsProcessingParameterBand,
-    QgsProcessingParameterCrs,
-    QgsProcessingParameterDefinition,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterExtent,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
-)
+from qgis.core import QgsProcessingParameterRasterDestination
 
-from ..core.errors import RtsFusionError
-from ..core.features import EXTENDED, PAPER, resolve_features
-from ..core.spectral import SENSORS
-from ..core.stack import FusionInputs, GridOptions, OpticalBands, build_fused_stack
-from ..core.thermal import ThermalSpec
-from .common import RtsAlgorithm, layer_path, run_core
-
-PRESET_KEYS = ("paper", "extended", "custom")
-SENSOR_KEYS = tuple(SENSORS)
-BAND_KEYS = ("BLUE", "GREEN", "RED", "NIR", "SWIR1", "SWIR2")
+from ..core.features import EXTENDED, PAPER
+from ..core.stack import build_fused_stack
+from .common import run_core
+from .fusion_inputs import FusionInputsAlgorithm
 
 
-class AlignFuseAlgorithm(RtsAlgorithm):
+class AlignFuseAlgorithm(FusionInputsAlgorithm):
     """Align optical, thermal and DEM layers onto one grid and write the fused feature stack."""
 
-    OPTICAL = "OPTICAL"
-    THERMAL = "THERMAL"
-    DEM = "DEM"
-    SENSOR = "SENSOR"
-    REFLECTANCE_SCALE = "REFLECTANCE_SCALE"
-    REFLECTANCE_OFFSET = "REFLECTANCE_OFFSET"
-    THERMAL_UNIT = "THERMAL_UNIT"
-    THERMAL_SCALE = "THERMAL_SCALE"
-    THERMAL_OFFSET = "THERMAL_OFFSET"
-    THERMAL_K1 = "THERMAL_K1"
-    THERMAL_K2 = "THERMAL_K2"
-    FTI = "FTI"
-    TEMPERATURE_SERIES = "TEMPERATURE_SERIES"
-    SERIES_DATES = "SERIES_DATES"
-    SERIES_UNIT = "SERIES_UNIT"
-    VALID_MASK = "VALID_MASK"
-    PRESET = "PRESET"
-    CUSTOM_FEATURES = "CUSTOM_FEATURES"
-    TERRAIN_RADIUS = "TERRAIN_RADIUS"
-    TARGET_CRS = "TARGET_CRS"
-    PIXEL_SIZE = "PIXEL_SIZE"
-    EXTENT = "EXTENT"
     OUTPUT = "OUTPUT"
 
     def name(self) -> str:
@@ -79,185 +40,16 @@ class AlignFuseAlgorithm(RtsAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
-        self.addParameter(QgsProcessingParameterRasterLayer(self.OPTICAL, "Optical image"))
-        self.addParameter(
-            QgsProcessingParameterRasterLayer(self.THERMAL, "Thermal layer (LST or thermal band)", optional=True)
-        )
-        self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, "Elevation model (DEM, metres)", optional=True))
-        # Optional with defaults, so qgis_process and the modeller take 1..6 when unset; a band cleared by the
-        # user is refused by name only if a requested feature needs it.
-        for i, key in enumerate(BAND_KEYS):
-            label = key if key.startswith(("NIR", "SWIR")) else key.capitalize()
-            self.addParameter(
-                QgsProcessingParameterBand(f"BAND_{key}", f"{label} band", i + 1, self.OPTICAL, optional=True)
-            )
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                self.SENSOR, "Optical sensor (for Tasseled Cap)", options=list(SENSORS.values()), defaultValue=0
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                self.PRESET,
-                "Features",
-                options=["paper (study's 13 channels)", "extended (paper + terrain + NDWI + LST anomaly)", "custom"],
-                defaultValue=0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterString(
-                self.CUSTOM_FEATURES, "Custom feature list (comma-separated, with 'custom')", optional=True
-            )
-        )
-        self.addParameter(QgsProcessingParameterRasterLayer(self.FTI, "Freeze-thaw index raster", optional=True))
-        self.addParameter(
-            QgsProcessingParameterRasterLayer(
-                self.TEMPERATURE_SERIES, "Temperature series (one band per date) to compute FTI", optional=True
-            )
-        )
-        advanced = [
-            QgsProcessingParameterNumber(
-                self.REFLECTANCE_SCALE,
-                "Reflectance scale (empty: from file)",
-                QgsProcessingParameterNumber.Double,
-                optional=True,
-            ),
-            QgsProcessingParameterNumber(
-                self.REFLECTANCE_OFFSET,
-                "Reflectance offset (empty: from file)",
-                QgsProcessingParameterNumber.Double,
-                optional=True,
-            ),
-            QgsProcessingParameterEnum(
-                self.THERMAL_UNIT, "Thermal unit", options=["Kelvin", "Celsius"], defaultValue=0
-            ),
-            QgsProcessingParameterNumber(
-                self.THERMAL_SCALE,
-                "Thermal scale (empty: from file)",
-                QgsProcessingParameterNumber.Double,
-                optional=True,
-            ),
-            QgsProcessingParameterNumber(
-                self.THERMAL_OFFSET,
-                "Thermal offset (empty: from file)",
-                QgsProcessingParameterNumber.Double,
-                optional=True,
-            ),
-            QgsProcessingParameterNumber(
-                self.THERMAL_K1,
-                "Thermal constant K1 (radiance input)",
-                QgsProcessingParameterNumber.Double,
-                optional=True,
-            ),
-            QgsProcessingParameterNumber(
-                self.THERMAL_K2,
-                "Thermal constant K2 (radiance input)",
-                QgsProcessingParameterNumber.Double,
-                optional=True,
-            ),
-            QgsProcessingParameterString(
-                self.SERIES_DATES, "Temperature series dates (YYYY-MM-DD, comma-separated)", optional=True
-            ),
-            QgsProcessingParameterEnum(
-                self.SERIES_UNIT, "Temperature series unit", options=["Celsius", "Kelvin"], defaultValue=0
-            ),
-            QgsProcessingParameterRasterLayer(self.VALID_MASK, "Valid-data mask (0 = exclude)", optional=True),
-            QgsProcessingParameterNumber(
-                self.TERRAIN_RADIUS,
-                "Terrain radius for TPI/TRI (m)",
-                QgsProcessingParameterNumber.Double,
-                defaultValue=100.0,
-                minValue=0.001,
-            ),
-            QgsProcessingParameterCrs(self.TARGET_CRS, "Target CRS (empty: optical layer's)", optional=True),
-            QgsProcessingParameterNumber(
-                self.PIXEL_SIZE,
-                "Target pixel size (empty: optical layer's)",
-                QgsProcessingParameterNumber.Double,
-                optional=True,
-                minValue=0.0,
-            ),
-            QgsProcessingParameterExtent(self.EXTENT, "Target extent (empty: common area)", optional=True),
-        ]
-        for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(p)
+        self.add_input_parameters(with_features=True)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Fused stack"))
 
-    def _optional_number(self, parameters, name: str, context) -> float | None:
-        value = parameters.get(name)
-        if value is None or value == "":
-            return None
-        return self.parameterAsDouble(parameters, name, context)
-
-    def _optional_path(self, parameters, name: str, context, label: str) -> str | None:
-        layer = self.parameterAsRasterLayer(parameters, name, context)
-        return layer_path(layer, label) if layer is not None else None
-
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
-        preset = PRESET_KEYS[self.parameterAsEnum(parameters, self.PRESET, context)]
-        custom = self.parameterAsString(parameters, self.CUSTOM_FEATURES, context)
-        try:
-            features = resolve_features(custom=custom) if preset == "custom" else resolve_features(preset)
-        except RtsFusionError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        optical = layer_path(self.parameterAsRasterLayer(parameters, self.OPTICAL, context), "optical")
-        thermal = self._optional_path(parameters, self.THERMAL, context, "thermal")
-        dem = self._optional_path(parameters, self.DEM, context, "DEM")
-        band = {k: self.parameterAsInt(parameters, f"BAND_{k}", context) or None for k in BAND_KEYS}
-        bands = OpticalBands(
-            blue=band["BLUE"],
-            green=band["GREEN"],
-            red=band["RED"],
-            nir=band["NIR"],
-            swir1=band["SWIR1"],
-            swir2=band["SWIR2"],
-            sensor=SENSOR_KEYS[self.parameterAsEnum(parameters, self.SENSOR, context)],
-            scale=self._optional_number(parameters, self.REFLECTANCE_SCALE, context),
-            offset=self._optional_number(parameters, self.REFLECTANCE_OFFSET, context),
-        )
-        try:
-            spec = ThermalSpec(
-                unit=("K", "C")[self.parameterAsEnum(parameters, self.THERMAL_UNIT, context)],
-                scale=self._optional_number(parameters, self.THERMAL_SCALE, context),
-                offset=self._optional_number(parameters, self.THERMAL_OFFSET, context),
-                k1=self._optional_number(parameters, self.THERMAL_K1, context),
-                k2=self._optional_number(parameters, self.THERMAL_K2, context),
-            )
-        except RtsFusionError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        dates = self.parameterAsString(parameters, self.SERIES_DATES, context)
-        inputs = FusionInputs(
-            optical=optical,
-            thermal=thermal,
-            dem=dem,
-            bands=bands,
-            thermal_spec=spec,
-            fti=self._optional_path(parameters, self.FTI, context, "FTI"),
-            temperature_series=self._optional_path(parameters, self.TEMPERATURE_SERIES, context, "temperature series"),
-            series_dates=tuple(d.strip() for d in dates.split(",") if d.strip()) or None,
-            series_unit=("C", "K")[self.parameterAsEnum(parameters, self.SERIES_UNIT, context)],
-            valid_mask=self._optional_path(parameters, self.VALID_MASK, context, "valid mask"),
-        )
-        crs = self.parameterAsCrs(parameters, self.TARGET_CRS, context)
-        target_wkt = crs.toWkt() if crs.isValid() else None
-        extent = None
-        if parameters.get(self.EXTENT):
-            extent_crs = crs if crs.isValid() else self.parameterAsRasterLayer(parameters, self.OPTICAL, context).crs()
-            r = self.parameterAsExtent(parameters, self.EXTENT, context, extent_crs)
-            extent = (r.xMinimum(), r.yMinimum(), r.xMaximum(), r.yMaximum())
-        pixel = self._optional_number(parameters, self.PIXEL_SIZE, context)
-        grid = GridOptions(crs=target_wkt, pixel_size=pixel or None, extent=extent)
+        features = self.read_features(parameters, context)
+        inputs, grid, radius = self.read_inputs(parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         feedback.pushInfo(f"Features ({len(features)}): {', '.join(features)}")
         info = run_core(
-            feedback,
-            build_fused_stack,
-            inputs,
-            features,
-            output,
-            grid_options=grid,
-            terrain_radius_m=self.parameterAsDouble(parameters, self.TERRAIN_RADIUS, context),
+            feedback, build_fused_stack, inputs, features, output, grid_options=grid, terrain_radius_m=radius
         )
         feedback.pushInfo(
             f"Fused stack: {info.grid.width} × {info.grid.height} px, {len(info.band_names)} bands, "
