@@ -6,7 +6,13 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingFeedback
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+)
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.errors import OperationCanceled, RtsFusionError
@@ -47,6 +53,16 @@ def run_core(feedback: QgsProcessingFeedback, fn: Callable[..., T], *args, **kwa
         raise QgsProcessingException(str(exc)) from exc
 
 
+def optional_number(alg: QgsProcessingAlgorithm, parameters, name: str, context, integer: bool = False):
+    """A number parameter's value, or None when it was left empty."""
+    value = parameters.get(name)
+    if value is None or value == "":
+        return None
+    return (
+        alg.parameterAsInt(parameters, name, context) if integer else alg.parameterAsDouble(parameters, name, context)
+    )
+
+
 def layer_path(layer, name: str) -> str:
     """File path behind a raster layer parameter, or a clear error for layers that are not files."""
     if layer is None:
@@ -81,3 +97,31 @@ def require_deep_learning() -> None:
         import transformers  # noqa: F401
     except Exception as exc:  # a broken install raises all sorts of errors
         raise QgsProcessingException(f"PyTorch or transformers failed to import ({exc}). {DEEP_LEARNING_HINT}") from exc
+
+
+STYLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "styles")
+
+
+class _StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """Applies a QML style (and optionally a name) to an output layer when Processing loads it."""
+
+    def __init__(self, qml: str) -> None:
+        super().__init__()
+        self.qml = qml
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API name
+        layer.loadNamedStyle(self.qml)
+        layer.triggerRepaint()
+
+
+# Post-processors must outlive the algorithm run; Processing does not keep the Python objects alive.
+_KEEP_ALIVE: list[_StylePostProcessor] = []
+
+
+def style_on_load(context: QgsProcessingContext, output: str, style: str) -> None:
+    """Style an output layer with resources/styles/<style>.qml when Processing loads it into the project."""
+    if not output or not context.willLoadLayerOnCompletion(output):
+        return
+    proc = _StylePostProcessor(os.path.join(STYLES, f"{style}.qml"))
+    _KEEP_ALIVE.append(proc)
+    context.layerToLoadOnCompletionDetails(output).setPostProcessor(proc)

@@ -19,7 +19,7 @@ from ..core.features import resolve_features
 from ..core.spectral import SENSORS
 from ..core.stack import FusionInputs, GridOptions, OpticalBands
 from ..core.thermal import ThermalSpec
-from .common import RtsAlgorithm, layer_path
+from .common import RtsAlgorithm, layer_path, optional_number
 
 PRESET_KEYS = ("paper", "extended", "custom")
 SENSOR_KEYS = tuple(SENSORS)
@@ -163,12 +163,6 @@ class FusionInputsAlgorithm(RtsAlgorithm):
             p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(p)
 
-    def _optional_number(self, parameters, name: str, context) -> float | None:
-        value = parameters.get(name)
-        if value is None or value == "":
-            return None
-        return self.parameterAsDouble(parameters, name, context)
-
     def _optional_path(self, parameters, name: str, context, label: str) -> str | None:
         layer = self.parameterAsRasterLayer(parameters, name, context)
         return layer_path(layer, label) if layer is not None else None
@@ -197,16 +191,16 @@ class FusionInputsAlgorithm(RtsAlgorithm):
             swir1=band["SWIR1"],
             swir2=band["SWIR2"],
             sensor=SENSOR_KEYS[self.parameterAsEnum(parameters, self.SENSOR, context)],
-            scale=self._optional_number(parameters, self.REFLECTANCE_SCALE, context),
-            offset=self._optional_number(parameters, self.REFLECTANCE_OFFSET, context),
+            scale=optional_number(self, parameters, self.REFLECTANCE_SCALE, context),
+            offset=optional_number(self, parameters, self.REFLECTANCE_OFFSET, context),
         )
         try:
             spec = ThermalSpec(
                 unit=("K", "C")[self.parameterAsEnum(parameters, self.THERMAL_UNIT, context)],
-                scale=self._optional_number(parameters, self.THERMAL_SCALE, context),
-                offset=self._optional_number(parameters, self.THERMAL_OFFSET, context),
-                k1=self._optional_number(parameters, self.THERMAL_K1, context),
-                k2=self._optional_number(parameters, self.THERMAL_K2, context),
+                scale=optional_number(self, parameters, self.THERMAL_SCALE, context),
+                offset=optional_number(self, parameters, self.THERMAL_OFFSET, context),
+                k1=optional_number(self, parameters, self.THERMAL_K1, context),
+                k2=optional_number(self, parameters, self.THERMAL_K2, context),
             )
         except RtsFusionError as exc:
             raise QgsProcessingException(str(exc)) from exc
@@ -230,7 +224,7 @@ class FusionInputsAlgorithm(RtsAlgorithm):
             extent_crs = crs if crs.isValid() else self.parameterAsRasterLayer(parameters, self.OPTICAL, context).crs()
             r = self.parameterAsExtent(parameters, self.EXTENT, context, extent_crs)
             extent = (r.xMinimum(), r.yMinimum(), r.xMaximum(), r.yMaximum())
-        pixel = self._optional_number(parameters, self.PIXEL_SIZE, context)
+        pixel = optional_number(self, parameters, self.PIXEL_SIZE, context)
         grid = GridOptions(crs=target_wkt, pixel_size=pixel or None, extent=extent)
         radius = self.parameterAsDouble(parameters, self.TERRAIN_RADIUS, context)
         return inputs, grid, radius

@@ -8,6 +8,10 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .align_fuse import AlignFuseAlgorithm
+from .detect import DetectAlgorithm
+from .evaluate import EvaluateAlgorithm
+from .map_slumps import MapSlumpsAlgorithm
+from .polygonize import PolygonizeAlgorithm
 from .sample_scene import SampleSceneAlgorithm
 from .train import TrainAlgorithm
 
@@ -30,5 +34,13 @@ class RtsFusionProvider(QgsProcessingProvider):
         return QIcon(ICON)
 
     def loadAlgorithms(self) -> None:  # noqa: N802 - QGIS API name
-        for alg in (AlignFuseAlgorithm(), SampleSceneAlgorithm(), TrainAlgorithm()):
+        for alg in (
+            AlignFuseAlgorithm(),
+            SampleSceneAlgorithm(),
+            TrainAlgorithm(),
+            DetectAlgorithm(),
+            PolygonizeAlgorithm(),
+            EvaluateAlgorithm(),
+            MapSlumpsAlgorithm(),
+        ):
             self.addAlgorithm(alg)

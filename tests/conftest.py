@@ -72,3 +72,27 @@ def training_stack(tmp_path_factory):
     )
     stack = build_fused_stack(inputs, PAPER, str(folder / "stack.tif"))
     return stack.path, scene.slumps
+
+
+@pytest.fixture(scope="session")
+def tiny_model(training_stack, tmp_path_factory):
+    """A tiny FusionSA-SegFormer trained briefly on the training stack (paper bands): its package path."""
+    import torch
+    from rts_fusion.core.features import PAPER
+    from rts_fusion.models.train import TrainConfig, train_from_stack
+
+    torch.set_num_threads(2)
+    cfg = TrainConfig(
+        encoder="tiny",
+        decoder_dim=32,
+        tile_size=64,
+        epochs=10,
+        batch_size=8,
+        chips_per_epoch=64,
+        patience=10,
+        seed=7,
+        lr=1e-3,
+        max_lr=3e-3,
+    )
+    out = str(tmp_path_factory.mktemp("tiny_model") / "tiny.safetensors")
+    return train_from_stack(*training_stack, out, cfg, bands=PAPER).package

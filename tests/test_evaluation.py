@@ -28,8 +28,17 @@ def mask(path, boxes, shape=(100, 100)):
     m = np.zeros(shape, np.uint8)
     for c0, r0, c1, r1 in boxes:
         m[r0:r1, c0:c1] = 1
-    with rasterio.open(path, "w", driver="GTiff", width=shape[1], height=shape[0], count=1, dtype="uint8",
-                       crs=CRS.from_wkt(WKT), transform=T) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=shape[1],
+        height=shape[0],
+        count=1,
+        dtype="uint8",
+        crs=CRS.from_wkt(WKT),
+        transform=T,
+    ) as dst:
         dst.write(m[None])
     return str(path)
 

@@ -24,8 +24,16 @@ BANDS = ("NDVI", "LST")
 def write_stack(path, data, nodata=-9999.0):
     """A minimal fused stack: named bands, UTM grid, 10 m pixels."""
     with rasterio.open(
-        path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype="float32",
-        crs=CRS.from_epsg(32646), transform=Affine(10, 0, 500000, 0, -10, 3870000), nodata=nodata,
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype="float32",
+        crs=CRS.from_epsg(32646),
+        transform=Affine(10, 0, 500000, 0, -10, 3870000),
+        nodata=nodata,
     ) as dst:
         dst.write(data.astype(np.float32))
         for i, name in enumerate(BANDS[: data.shape[0]], start=1):
@@ -35,8 +43,16 @@ def write_stack(path, data, nodata=-9999.0):
 
 def card(tile=64, overlap=16, bands=BANDS) -> ModelCard:
     n = len(bands)
-    return ModelCard(ModelConfig("sa_segformer", n), tuple(bands), ("optical",) * n,
-                     Normalization("standardize", (0.0,) * n, (1.0,) * n), 10.0, tile, overlap, threshold=0.5)
+    return ModelCard(
+        ModelConfig("sa_segformer", n),
+        tuple(bands),
+        ("optical",) * n,
+        Normalization("standardize", (0.0,) * n, (1.0,) * n),
+        10.0,
+        tile,
+        overlap,
+        threshold=0.5,
+    )
 
 
 class Constant(torch.nn.Module):
@@ -120,8 +136,9 @@ def test_nodata_in_nodata_out_and_mask(tmp_path):
 def test_uint8_output_and_extent(stack, tmp_path):
     out = str(tmp_path / "u.tif")
     window = bounds_to_window(stack, (500200, 3869000, 500800, 3869700))
-    predict_stack(Constant(), card(), stack, out,
-                  options=InferenceOptions(device="cpu", probability_dtype="uint8", window=window))
+    predict_stack(
+        Constant(), card(), stack, out, options=InferenceOptions(device="cpu", probability_dtype="uint8", window=window)
+    )
     prob, nodata, transform = read(out)
     assert prob.dtype == np.uint8 and nodata == 255 and prob.shape == (70, 60)
     assert transform.c == 500200 and transform.f == 3869700
@@ -145,8 +162,15 @@ def test_cancel_leaves_no_half_written_outputs(stack, tmp_path):
     p, m = tmp_path / "p.tif", tmp_path / "m.tif"
     calls = iter(range(100))
     with pytest.raises(OperationCanceled):
-        predict_stack(Constant(), card(), stack, str(p), str(m), InferenceOptions(device="cpu", batch_size=1),
-                      is_canceled=lambda: next(calls) > 3)
+        predict_stack(
+            Constant(),
+            card(),
+            stack,
+            str(p),
+            str(m),
+            InferenceOptions(device="cpu", batch_size=1),
+            is_canceled=lambda: next(calls) > 3,
+        )
     assert not p.exists() and not m.exists()
 
 

@@ -14,8 +14,18 @@ def write(path, data, dtype, nodata=None, names=None, tags=None):
     data = np.asarray(data)
     if data.ndim == 2:
         data = data[None]
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype=dtype, crs=CRS.from_epsg(32646), transform=TRANSFORM, nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=dtype,
+        crs=CRS.from_epsg(32646),
+        transform=TRANSFORM,
+        nodata=nodata,
+    ) as dst:
         dst.write(data.astype(dtype))
         for i, n in enumerate(names or [], start=1):
             dst.set_band_description(i, n)

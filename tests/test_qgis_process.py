@@ -99,8 +99,20 @@ def test_train_through_qgis_process(qgis_process, training_stack, tmp_path):
     out = tmp_path / "model.safetensors"
     report = tmp_path / "report.html"
     res = qgis_process(
-        "run", "rtsfusion:train", "--json", "--", f"STACK={stack}", f"INVENTORY={slumps}", "BANDS=2", "ENCODER=6",
-        "DECODER_DIM=16", "TILE_SIZE=64", "EPOCHS=1", "CHIPS_PER_EPOCH=16", "DEVICE=1", f"OUTPUT={out}",
+        "run",
+        "rtsfusion:train",
+        "--json",
+        "--",
+        f"STACK={stack}",
+        f"INVENTORY={slumps}",
+        "BANDS=2",
+        "ENCODER=6",
+        "DECODER_DIM=16",
+        "TILE_SIZE=64",
+        "EPOCHS=1",
+        "CHIPS_PER_EPOCH=16",
+        "DEVICE=1",
+        f"OUTPUT={out}",
         f"REPORT={report}",
     )
     assert res.returncode == 0, res.stdout + res.stderr
