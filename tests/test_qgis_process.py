@@ -121,3 +121,32 @@ def test_train_through_qgis_process(qgis_process, training_stack, tmp_path):
 
     assert read_card(str(out)).bands == ("RED", "GREEN", "BLUE")
     assert "Learning curves" in report.read_text()
+
+
+def test_shipped_modeller_model_maps_slumps(qgis_process, sample_scene, tiny_model, tmp_path):
+    """The graphical-modeller model in resources/models runs align → detect → polygonise end to end."""
+    model3 = ROOT / "resources" / "models" / "map_thaw_slumps.model3"
+    polygons = tmp_path / "slumps.gpkg"
+    res = qgis_process(
+        "run",
+        str(model3),
+        "--json",
+        "--",
+        f"optical={sample_scene.optical}",
+        f"thermal={sample_scene.thermal}",
+        f"dem={sample_scene.dem}",
+        f"series={sample_scene.temperature_series}",
+        f"model={tiny_model}",
+        "align:Fused stack=TEMPORARY_OUTPUT",
+        "detect:Slump probability=TEMPORARY_OUTPUT",
+        f"polygonize:Slump polygons={polygons}",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    from osgeo import ogr
+
+    ds = ogr.Open(str(polygons))
+    layer = ds.GetLayer(0)
+    fields = {layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(layer.GetLayerDefn().GetFieldCount())}
+    assert {"area_m2", "prob_mean", "slope_mean", "lst_mean"} <= fields
+    areas = [f.GetField("area_m2") for f in layer]
+    assert areas and min(areas) >= 1000
