@@ -33,6 +33,8 @@ class PolygonizeOptions:
         min_area_m2: drop objects smaller than this.
         fill_holes_m2: fill holes smaller than this inside objects.
         simplify_m: Douglas–Peucker tolerance in map units, topology preserved (0 = none).
+        smooth_iterations: Chaikin corner-cutting passes that round the pixel staircase (0 = none); a polygon
+            whose smoothed form would be invalid (self-intersecting) keeps its unsmoothed outline.
         drop_touching_nodata: drop objects touching nodata (fragments cut by missing data).
 
     """
@@ -41,6 +43,7 @@ class PolygonizeOptions:
     min_area_m2: float = 0.0
     fill_holes_m2: float = 0.0
     simplify_m: float = 0.0
+    smooth_iterations: int = 0
     drop_touching_nodata: bool = True
 
 
@@ -106,6 +109,29 @@ def _ogr_polygon(geojson: dict) -> ogr.Geometry:
             ring.AddPoint_2D(float(x), float(y))
         poly.AddGeometry(ring)
     return poly
+
+
+def chaikin(ring: np.ndarray, iterations: int) -> np.ndarray:
+    """Chaikin corner cutting of a closed ring (N+1, 2), first point repeated last; returns a closed ring.
+
+    Each pass replaces every edge P→Q by the points ¾P+¼Q and ¼P+¾Q, so the curve stays inside the
+    polygon's convex corners and outside its concave ones; the area changes by well under one pixel row.
+    """
+    pts = ring[:-1]
+    for _ in range(iterations):
+        nxt = np.roll(pts, -1, axis=0)
+        pts = np.stack([0.75 * pts + 0.25 * nxt, 0.25 * pts + 0.75 * nxt], axis=1).reshape(-1, 2)
+    return np.vstack([pts, pts[:1]])
+
+
+def _smooth(poly: ogr.Geometry, iterations: int) -> ogr.Geometry:
+    out = ogr.Geometry(ogr.wkbPolygon)
+    for coords in _rings(poly):
+        ring = ogr.Geometry(ogr.wkbLinearRing)
+        for x, y in chaikin(np.asarray(coords, dtype=float), iterations):
+            ring.AddPoint_2D(float(x), float(y))
+        out.AddGeometry(ring)
+    return out
 
 
 def _rings(geom: ogr.Geometry) -> list[list[tuple[float, float]]]:
@@ -218,6 +244,10 @@ def polygonize(
                 simple = poly.SimplifyPreserveTopology(opts.simplify_m)
                 if simple is not None and simple.IsValid() and not simple.IsEmpty():
                     poly = simple
+            if opts.smooth_iterations > 0:
+                smooth = _smooth(poly, opts.smooth_iterations)
+                if smooth.IsValid() and not smooth.IsEmpty():
+                    poly = smooth
             measured = poly.Clone()
             ct = _metric_transform(det.grid.crs_wkt, *poly.Centroid().GetPoint_2D())
             if ct is not None:

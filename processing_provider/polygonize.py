@@ -35,6 +35,7 @@ class PolygonizeAlgorithm(RtsAlgorithm):
     MIN_AREA = "MIN_AREA"
     FILL_HOLES = "FILL_HOLES"
     SIMPLIFY = "SIMPLIFY"
+    SMOOTH = "SMOOTH"
     DROP_NODATA = "DROP_NODATA"
     STACK = "STACK"
     OUTPUT = "OUTPUT"
@@ -52,7 +53,8 @@ class PolygonizeAlgorithm(RtsAlgorithm):
             "Pixels at or above the threshold are slumps (probability input; a mask is taken as is). Holes "
             "smaller than the hole area are filled, objects smaller than the minimum area dropped, and objects "
             "touching nodata (fragments cut by missing data) dropped unless unticked. Outlines can be simplified "
-            "(tolerance in map units) without self-intersections.<br>"
+            "(tolerance in map units) and smoothed (Chaikin passes) without self-intersections: a polygon whose "
+            "smoothed outline would be invalid keeps its pixel outline.<br>"
             "<b>Attributes</b>: id, area_m2, perimeter_m, pixels, prob_mean, prob_max, and — with the fused stack "
             "— elev_mean, slope_mean (derived from DEM if the stack has no SLOPE), lst_mean and ndvi_mean."
         )
@@ -85,6 +87,17 @@ class PolygonizeAlgorithm(RtsAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterNumber(
+                self.SMOOTH,
+                "Smoothing passes (Chaikin, 0 = keep the pixel outline)",
+                QgsProcessingParameterNumber.Integer,
+                0,
+                False,
+                0,
+                5,
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterBoolean(self.DROP_NODATA, "Drop objects touching nodata", defaultValue=True)
         )
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "Fused stack (for attributes)", optional=True))
@@ -102,6 +115,7 @@ class PolygonizeAlgorithm(RtsAlgorithm):
             min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
             fill_holes_m2=self.parameterAsDouble(parameters, self.FILL_HOLES, context),
             simplify_m=self.parameterAsDouble(parameters, self.SIMPLIFY, context),
+            smooth_iterations=self.parameterAsInt(parameters, self.SMOOTH, context),
             drop_touching_nodata=self.parameterAsBool(parameters, self.DROP_NODATA, context),
         )
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

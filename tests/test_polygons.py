@@ -127,3 +127,28 @@ def test_nodata_only_raster_is_refused(tmp_path):
     m = write(tmp_path / "nd.tif", np.full((10, 10), 255), "uint8", nodata=255)
     with pytest.raises(RtsFusionError, match="only nodata"):
         polygonize(m, str(tmp_path / "x.gpkg"))
+
+
+def test_chaikin_smoothing_rounds_the_staircase_and_stays_valid(tmp_path):
+    from rts_fusion.core.polygons import chaikin
+
+    square = np.array([[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]], float)
+    once = chaikin(square, 1)
+    assert len(once) == 9 and np.allclose(once[0], once[-1])
+    np.testing.assert_allclose(once[:2], [[1, 0], [3, 0]])  # ¾P+¼Q, ¼P+¾Q along the first edge
+    yy, xx = np.mgrid[0:80, 0:80]
+    blob = (((yy - 40) ** 2 + (xx - 40) ** 2 < 30**2) & ~((yy > 35) & (yy < 45) & (xx > 20) & (xx < 60))).astype(
+        np.uint8
+    )  # a disc with a slot: concave corners and a thin neck
+    m = write(tmp_path / "blob.tif", blob, "uint8")
+    raw, smooth = str(tmp_path / "raw.gpkg"), str(tmp_path / "smooth.gpkg")
+    polygonize(m, raw, PolygonizeOptions(drop_touching_nodata=False))
+    polygonize(m, smooth, PolygonizeOptions(smooth_iterations=3, drop_touching_nodata=False))
+    ds_raw, ds_smooth = ogr.Open(raw), ogr.Open(smooth)
+    feats_raw, feats_smooth = list(ds_raw.GetLayer(0)), list(ds_smooth.GetLayer(0))
+    assert len(feats_raw) == len(feats_smooth) >= 1
+    for fr, fs in zip(feats_raw, feats_smooth):
+        gr, gs = fr.GetGeometryRef(), fs.GetGeometryRef()
+        assert gs.IsValid()
+        assert abs(gs.GetArea() - gr.GetArea()) / gr.GetArea() < 0.03
+        assert gs.Boundary().Length() < 0.95 * gr.Boundary().Length()  # the staircase is gone
