@@ -8,6 +8,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .align_fuse import AlignFuseAlgorithm
+from .band_importance import BandImportanceAlgorithm
 from .detect import DetectAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .map_slumps import MapSlumpsAlgorithm
@@ -42,5 +43,6 @@ class RtsFusionProvider(QgsProcessingProvider):
             PolygonizeAlgorithm(),
             EvaluateAlgorithm(),
             MapSlumpsAlgorithm(),
+            BandImportanceAlgorithm(),
         ):
             self.addAlgorithm(alg)

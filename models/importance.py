@@ -1,0 +1,291 @@
+"""Per-band importance of a trained model: gradient × input saliency and permutation importance.
+
+Both work on one area of a fused stack (the whole stack, or the bounding box of an area of interest) held in
+memory, with the ground truth rasterised on the same grid:
+
+- **Saliency** (the study's method): for every tile holding ground-truth slump pixels, the gradient of the mean
+  predicted slump probability inside the slump mask with respect to the normalised input, times the input;
+  the mean of |gradient × input| per channel, averaged over tiles and given as a share of the total.
+- **Permutation**: the drop of F1 and IoU (against the ground truth) when one band's valid pixels are shuffled
+  within the area, repeated with different permutations; the same for each band group (optical / auxiliary),
+  whose bands are shuffled with one shared permutation so the group's internal structure stays intact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from ..core.errors import OperationCanceled, RtsFusionError
+from ..core.grid import TargetGrid
+from ..core.labels import rasterize_polygons
+from ..core.metrics import confusion, scores
+from ..core.stack import read_stack_info
+from ..core.vector import read_polygons
+from .card import ModelCard
+from .inference import blend_weights, match_bands, tile_starts
+from .normalize import normalize
+from .train import amp_dtype, resolve_device
+
+METHODS = ("both", "permutation", "saliency")
+MAX_AREA_PIXELS = 4096 * 4096
+
+
+@dataclass(frozen=True)
+class ImportanceOptions:
+    """Settings of a band-importance run.
+
+    Attributes:
+        method: "both", "permutation" or "saliency".
+        repeats: permutations per band (and per group).
+        seed: seed of the permutations (results are deterministic for a seed).
+        device: "auto", "cpu" or "cuda".
+        batch_size: tiles per forward pass.
+        threshold: decision threshold (None: the model card's).
+        max_pixels: largest area, in pixels, held in memory.
+
+    """
+
+    method: str = "both"
+    repeats: int = 3
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 4
+    threshold: float | None = None
+    max_pixels: int = MAX_AREA_PIXELS
+
+
+@dataclass
+class ImportanceResult:
+    """Importance rows (sorted, most important first per method and kind) and the baseline scores."""
+
+    rows: list[dict]
+    baseline: dict[str, float]
+    area: tuple[int, int, int, int]  # col, row, width, height in the stack
+    tiles: int
+
+
+def _area_window(stack_path: str, aoi_path: str | None) -> tuple[int, int, int, int]:
+    info = read_stack_info(stack_path)
+    if not aoi_path:
+        return 0, 0, info.grid.width, info.grid.height
+    polys = read_polygons(aoi_path, info.grid.crs_wkt)
+    if not polys:
+        raise RtsFusionError(f"The area of interest '{aoi_path}' holds no polygon.")
+    xs = [x for p in polys for x, _ in p[0]]
+    ys = [y for p in polys for _, y in p[0]]
+    inv = ~info.grid.affine
+    corners = [inv * (x, y) for x in (min(xs), max(xs)) for y in (min(ys), max(ys))]
+    c0 = max(0, int(np.floor(min(c for c, _ in corners))))
+    r0 = max(0, int(np.floor(min(r for _, r in corners))))
+    c1 = min(info.grid.width, int(np.ceil(max(c for c, _ in corners))))
+    r1 = min(info.grid.height, int(np.ceil(max(r for _, r in corners))))
+    if c1 <= c0 or r1 <= r0:
+        raise RtsFusionError("The area of interest does not overlap the fused stack.")
+    return c0, r0, c1 - c0, r1 - r0
+
+
+def predict_area(
+    model: torch.nn.Module,
+    card: ModelCard,
+    x: np.ndarray,
+    valid: np.ndarray,
+    device: torch.device,
+    batch_size: int,
+    is_canceled: Callable[[], bool] = lambda: False,
+) -> np.ndarray:
+    """Slump probability of a normalised in-memory area (C, H, W), blended over the card's tiles; NaN = nodata."""
+    _, height, width = x.shape
+    tile, overlap = card.tile_size, card.overlap
+    stride = tile - overlap
+    th, tw = min(tile, height), min(tile, width)
+    positions = [(r, c) for r in tile_starts(height, tile, stride) for c in tile_starts(width, tile, stride)]
+    positions = [(r, c) for r, c in positions if valid[r : r + th, c : c + tw].any()]
+    acc = np.zeros((height, width), np.float32)
+    wsum = np.zeros((height, width), np.float32)
+    dtype = amp_dtype(device)
+    for k in range(0, len(positions), batch_size):
+        if is_canceled():
+            raise OperationCanceled("Band importance cancelled.")
+        batch = positions[k : k + batch_size]
+        xt = torch.from_numpy(np.stack([x[:, r : r + th, c : c + tw] for r, c in batch])).to(device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            probs = torch.sigmoid(model(xt).float())[:, 0].cpu().numpy()
+        for (r, c), p in zip(batch, probs):
+            w = blend_weights(th, r == 0, r + th >= height)[:, None] * blend_weights(tw, c == 0, c + tw >= width)[None]
+            w = w * valid[r : r + th, c : c + tw]
+            acc[r : r + th, c : c + tw] += p * w
+            wsum[r : r + th, c : c + tw] += w
+    ok = wsum > 0
+    return np.where(ok, acc / np.where(ok, wsum, 1), np.nan)
+
+
+def _scores(prob: np.ndarray, truth: np.ndarray, valid: np.ndarray, threshold: float) -> dict[str, float]:
+    ok = valid & np.isfinite(prob)
+    return scores(confusion(np.nan_to_num(prob) >= threshold, truth, ok))
+
+
+def saliency(
+    model: torch.nn.Module,
+    card: ModelCard,
+    x: np.ndarray,
+    valid: np.ndarray,
+    truth: np.ndarray,
+    device: torch.device,
+    is_canceled: Callable[[], bool] = lambda: False,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-channel mean |gradient × input| over tiles with slump pixels: (mean share, std share, tiles used)."""
+    _, height, width = x.shape
+    tile, stride = card.tile_size, card.tile_size - card.overlap
+    th, tw = min(tile, height), min(tile, width)
+    per_tile = []
+    for r in tile_starts(height, tile, stride):
+        for c in tile_starts(width, tile, stride):
+            if is_canceled():
+                raise OperationCanceled("Band importance cancelled.")
+            target = truth[r : r + th, c : c + tw].astype(bool) & valid[r : r + th, c : c + tw]
+            if not target.any():
+                continue
+            xt = torch.from_numpy(np.ascontiguousarray(x[None, :, r : r + th, c : c + tw])).to(device)
+            xt.requires_grad_(True)
+            prob = torch.sigmoid(model(xt).float())[0, 0]
+            mask = torch.from_numpy(target).to(device)
+            prob[mask].mean().backward()
+            gx = (xt.grad * xt).abs()[0]  # (C, th, tw)
+            keep = torch.from_numpy(valid[r : r + th, c : c + tw]).to(device)
+            per_tile.append(gx[:, keep].mean(dim=1).detach().cpu().numpy())
+    if not per_tile:
+        raise RtsFusionError("No ground-truth slump pixel lies on valid pixels of the area: nothing to explain.")
+    values = np.stack(per_tile)  # (tiles, C)
+    shares = values / np.maximum(values.sum(axis=1, keepdims=True), 1e-12)
+    return shares.mean(axis=0), shares.std(axis=0), len(per_tile)
+
+
+def band_importance(
+    model: torch.nn.Module,
+    card: ModelCard,
+    stack_path: str,
+    truth_path: str,
+    aoi_path: str | None = None,
+    options: ImportanceOptions = ImportanceOptions(),
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+) -> ImportanceResult:
+    """Rank the model's input bands by importance on an area of the stack.
+
+    Raises:
+        RtsFusionError: bands missing, an area too large, no valid or no slump pixel, a bad option.
+        OperationCanceled: cancelled.
+
+    """
+    progress, is_canceled = progress or (lambda _p: None), is_canceled or (lambda: False)
+    if options.method not in METHODS:
+        raise RtsFusionError(f"Unknown importance method {options.method!r}; use one of {', '.join(METHODS)}.")
+    if options.repeats < 1:
+        raise RtsFusionError("The number of permutations must be at least 1.")
+    info = read_stack_info(stack_path)
+    idx = match_bands(card, info.band_names)
+    col0, row0, width, height = _area_window(stack_path, aoi_path)
+    if width * height > options.max_pixels:
+        raise RtsFusionError(
+            f"The area is {width} × {height} px, more than the {options.max_pixels:,} px held in memory for band "
+            "importance; give a smaller area of interest."
+        )
+    with rasterio.open(stack_path) as ds:
+        raw = ds.read(idx, window=Window(col0, row0, width, height)).astype(np.float32)
+    raw[raw == info.nodata] = np.nan
+    valid = np.isfinite(raw).all(axis=0)
+    if not valid.any():
+        raise RtsFusionError("The area holds only nodata in the model's bands.")
+    grid = TargetGrid(
+        info.grid.crs_wkt, tuple(info.grid.affine * rasterio.Affine.translation(col0, row0))[:6], width, height
+    )
+    truth = rasterize_polygons(truth_path, grid).astype(bool)
+    if aoi_path:
+        valid &= rasterize_polygons(aoi_path, grid).astype(bool)
+    if not (truth & valid).any():
+        raise RtsFusionError("No ground-truth slump polygon falls on valid pixels of the area.")
+    x = normalize(raw[None], card.normalization, card.bands)[0]
+    del raw
+    device = resolve_device(options.device)
+    model = model.to(device).eval()
+    threshold = card.threshold if options.threshold is None else options.threshold
+    rows: list[dict] = []
+    groups = dict(zip(card.bands, card.groups))
+
+    base_prob = predict_area(model, card, x, valid, device, options.batch_size, is_canceled)
+    baseline = _scores(base_prob, truth, valid, threshold)
+    tiles = len(tile_starts(height, card.tile_size, card.tile_size - card.overlap)) * len(
+        tile_starts(width, card.tile_size, card.tile_size - card.overlap)
+    )
+    progress(5)
+
+    if options.method in ("both", "saliency"):
+        mean, std, used = saliency(model, card, x, valid, truth, device, is_canceled)
+        sal_rows = [
+            {"band": b, "group": groups[b], "kind": "band", "method": "saliency", "importance": float(m),
+             "std": float(s), "f1_drop": None, "iou_drop": None, "iou_std": None, "samples": used}
+            for b, m, s in zip(card.bands, mean, std)
+        ]  # fmt: skip
+        for g in sorted(set(card.groups)):
+            members = [i for i, b in enumerate(card.bands) if groups[b] == g]
+            sal_rows.append(
+                {"band": g, "group": g, "kind": "group", "method": "saliency", "importance": float(mean[members].sum()),
+                 "std": None, "f1_drop": None, "iou_drop": None, "iou_std": None, "samples": used}
+            )  # fmt: skip
+        rows += sal_rows
+        progress(20)
+
+    if options.method in ("both", "permutation"):
+        rng = np.random.default_rng(options.seed)
+        where = np.flatnonzero(valid.ravel())
+        units = [(b, [i]) for i, b in enumerate(card.bands)]
+        units += [(g, [i for i, b in enumerate(card.bands) if groups[b] == g]) for g in sorted(set(card.groups))]
+        total = len(units) * options.repeats
+        done = 0
+        for name, members in units:
+            f1_drops, iou_drops = [], []
+            for _ in range(options.repeats):
+                perm = rng.permutation(where)
+                xp = x.copy()
+                for i in members:
+                    flat = xp[i].reshape(-1)
+                    flat[where] = x[i].reshape(-1)[perm]
+                prob = predict_area(model, card, xp, valid, device, options.batch_size, is_canceled)
+                s = _scores(prob, truth, valid, threshold)
+                f1_drops.append(baseline["f1"] - s["f1"])
+                iou_drops.append(baseline["iou"] - s["iou"])
+                done += 1
+                progress(20 + 80 * done / total)
+            kind = "band" if len(members) == 1 and name in groups else "group"
+            rows.append(
+                {"band": name, "group": groups.get(name, name), "kind": kind, "method": "permutation",
+                 "importance": float(np.mean(f1_drops)), "std": float(np.std(f1_drops)),
+                 "f1_drop": float(np.mean(f1_drops)), "iou_drop": float(np.mean(iou_drops)),
+                 "iou_std": float(np.std(iou_drops)), "samples": options.repeats}
+            )  # fmt: skip
+    rows.sort(key=lambda r: (METHODS.index(r["method"]), r["kind"] != "band", -r["importance"]))
+    rank: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (r["method"], r["kind"])
+        rank[key] = rank.get(key, 0) + 1
+        r["rank"] = rank[key]
+    progress(100)
+    return ImportanceResult(rows, baseline, (col0, row0, width, height), tiles)
+
+
+def write_csv(path: str, result: ImportanceResult) -> None:
+    """The importance table as CSV (one row per band or group and method)."""
+    import csv
+
+    keys = ["rank", "method", "kind", "band", "group", "importance", "std", "f1_drop", "iou_drop", "iou_std", "samples"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in result.rows:
+            w.writerow({k: "" if r.get(k) is None else r[k] for k in keys})
