@@ -1,17 +1,38 @@
-"""The plugin class: registers the Processing provider and the plugin's menu entries."""
+"""The plugin class: Processing provider, the dock, menu and toolbar, and the dependency check."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
-from qgis.core import QgsApplication
+from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QDesktopServices, QIcon
 
 from ..processing_provider.provider import RtsFusionProvider
+from .dependencies import add_deps_folder_to_path
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(__file__))
 MENU = "&RTS Fusion"
+REQUIRED_MODULES = ("torch", "transformers", "safetensors", "skimage")
+
+
+def missing_modules(names: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
+    """Modules that cannot be found, without importing them (QGIS starts fast; a hidden module counts as missing)."""
+    import importlib.util
+    import sys
+
+    missing = []
+    for name in names:
+        if name in sys.modules and sys.modules[name] is None:
+            missing.append(name)
+            continue
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):
+            missing.append(name)
+    return missing
 
 
 class RtsFusionPlugin:
@@ -21,6 +42,10 @@ class RtsFusionPlugin:
         self.iface = iface
         self.provider: RtsFusionProvider | None = None
         self.actions: list = []
+        self.toolbar = None
+        self.dock = None
+        self.deps_message = None
+        add_deps_folder_to_path()  # packages installed by the plugin's dependency dialog
 
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API name
         """Register the Processing provider (also called by qgis_process, which has no GUI)."""
@@ -28,15 +53,93 @@ class RtsFusionPlugin:
         QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self) -> None:  # noqa: N802 - QGIS API name
-        """Register the provider and add the plugin's menu entries."""
+        """Register the provider, add the menu and toolbar, and say what is missing for deep learning."""
         self.initProcessing()
         from qgis.PyQt.QtWidgets import QAction
 
         icon = QIcon(os.path.join(PLUGIN_DIR, "resources", "icon.svg"))
-        help_action = QAction(icon, "RTS Fusion help", self.iface.mainWindow())
-        help_action.triggered.connect(self.open_help)
-        self.iface.addPluginToRasterMenu(MENU, help_action)
-        self.actions.append(help_action)
+        window = self.iface.mainWindow()
+        self.dock_action = QAction(icon, "RTS Fusion panel", window)
+        self.dock_action.setCheckable(True)
+        self.dock_action.toggled.connect(self.show_dock)
+        entries = [
+            self.dock_action,
+            (QAction(icon, "RTS Fusion algorithms in the Processing toolbox", window), self.open_toolbox),
+            (QAction("Install deep-learning dependencies…", window), self.open_installer),
+            (QAction("Diagnostics…", window), self.show_diagnostics),
+            (QAction("RTS Fusion help", window), self.open_help),
+        ]
+        for entry in entries:
+            action = entry if isinstance(entry, QAction) else entry[0]
+            if not isinstance(entry, QAction):
+                action.triggered.connect(entry[1])
+            self.iface.addPluginToRasterMenu(MENU, action)
+            self.actions.append(action)
+        self.toolbar = self.iface.addToolBar("RTS Fusion")
+        self.toolbar.setObjectName("RtsFusionToolbar")
+        self.toolbar.addAction(self.dock_action)
+        self.check_dependencies()
+
+    def check_dependencies(self) -> list[str]:
+        """Show a message bar entry with an Install button when deep-learning packages are missing."""
+        missing = missing_modules()
+        if not missing:
+            return missing
+        from qgis.PyQt.QtWidgets import QPushButton
+
+        bar = self.iface.messageBar()
+        item = bar.createMessage(
+            "RTS Fusion",
+            f"Detection and training need {', '.join(missing)} in QGIS's Python. Data preparation works without.",
+        )
+        button = QPushButton("Install…", item)
+        button.clicked.connect(self.open_installer)
+        item.layout().addWidget(button)
+        self.deps_message = item
+        bar.pushWidget(item, Qgis.Warning)
+        return missing
+
+    def show_dock(self, visible: bool = True) -> None:
+        """Create the dock on first use and show or hide it."""
+        if self.dock is None:
+            from .dock import RtsFusionDock, dock_area
+
+            self.dock = RtsFusionDock(self.iface.mainWindow())
+            self.iface.addDockWidget(dock_area(), self.dock)
+            self.dock.visibilityChanged.connect(self.dock_action.setChecked)
+        self.dock.setVisible(visible)
+
+    def open_toolbox(self) -> None:
+        """Show the Processing toolbox filtered to this plugin's algorithms."""
+        from qgis.PyQt.QtWidgets import QDockWidget
+
+        toolbox = self.iface.mainWindow().findChild(QDockWidget, "ProcessingToolbox")
+        if toolbox is None:
+            return
+        toolbox.setVisible(True)
+        toolbox.raise_()
+        search = getattr(toolbox, "searchBox", None)
+        if search is not None:
+            search.setText("rtsfusion")
+
+    def open_installer(self) -> None:
+        """Open the dialog that installs torch and friends into the plugin's folder."""
+        from .dependencies import make_install_dialog
+
+        make_install_dialog(self.iface.mainWindow()).exec_()
+
+    def show_diagnostics(self) -> str:
+        """Show Python, QGIS, torch, CUDA and GPU details (copyable)."""
+        from qgis.PyQt.QtWidgets import QMessageBox
+
+        from .dependencies import diagnostics
+
+        text = diagnostics()
+        box = QMessageBox(QMessageBox.Information, "RTS Fusion diagnostics", text, parent=self.iface.mainWindow())
+        box.setDetailedText(text)
+        box.open()
+        self._diagnostics_box = box
+        return text
 
     def open_help(self) -> None:
         """Open the plugin's README in the system's viewer."""
@@ -47,6 +150,18 @@ class RtsFusionPlugin:
         for action in self.actions:
             self.iface.removePluginRasterMenu(MENU, action)
         self.actions.clear()
+        if self.toolbar is not None:
+            self.toolbar.deleteLater()
+            self.toolbar = None
+        if self.dock is not None:
+            self.dock.cancel()
+            self.iface.removeDockWidget(self.dock)
+            self.dock.deleteLater()
+            self.dock = None
+        if self.deps_message is not None:
+            with contextlib.suppress(RuntimeError):  # already closed by the user
+                self.iface.messageBar().popWidget(self.deps_message)
+            self.deps_message = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -90,6 +90,8 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         from ..models.package import load_package
 
         steps = QgsProcessingMultiStepFeedback(3, feedback)
+        if feedback.isCanceled():  # cancelled before the run started: the step feedback does not know it yet
+            steps.cancel()
         try:
             model, card = load_package(self.parameterAsFile(parameters, self.MODEL, context))
         except ValueError as exc:
@@ -98,7 +100,7 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         inputs, grid, radius = self.read_inputs(parameters, context)
         stack = self.parameterAsOutputLayer(parameters, self.STACK, context)
         run_core(steps, build_fused_stack, inputs, card.bands, stack, grid_options=grid, terrain_radius_m=radius)
-        if steps.isCanceled():
+        if steps.isCanceled() or feedback.isCanceled():
             return {}
         steps.setCurrentStep(1)
         threshold = optional_number(self, parameters, self.THRESHOLD, context)
@@ -108,6 +110,8 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], threshold=threshold
         )
         run_core(steps, predict_stack, model, card, stack, prob, mask, options, log=feedback.pushInfo)
+        if feedback.isCanceled():
+            return {}
         steps.setCurrentStep(2)
         output = self.parameterAsOutputLayer(parameters, self.POLYGONS, context)
         gpkg = output if output.lower().endswith(".gpkg") else os.path.splitext(output)[0] + "_tmp.gpkg"

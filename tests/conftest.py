@@ -39,9 +39,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="module")
+_PROVIDERS: list = []  # Python references to the providers registered by the tests
+
+
+@pytest.fixture
 def provider(qgis_processing):
-    """The RTS Fusion provider registered in the test QGIS application (looked up anew per module)."""
+    """The RTS Fusion provider registered in the test QGIS application (re-registered if a test removed it)."""
     from qgis.core import QgsApplication
     from rts_fusion.processing_provider.provider import RtsFusionProvider
 
@@ -50,6 +53,7 @@ def provider(qgis_processing):
     if existing is not None:
         return existing
     prov = RtsFusionProvider()
+    _PROVIDERS.append(prov)
     assert registry.addProvider(prov)
     return registry.providerById("rtsfusion")
 

@@ -1,0 +1,465 @@
+"""The RTS Fusion dock: pick layers and a model, map thaw slumps in the background, inspect band importance.
+
+The dock builds parameters (dock_logic) and runs the Processing algorithms `rtsfusion:mapslumps` and
+`rtsfusion:bandimportance` in a QgsProcessingAlgRunnerTask; it holds no processing logic itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+
+from qgis.core import (
+    QgsApplication,
+    QgsMapLayerProxyModel,
+    QgsProcessingAlgRunnerTask,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTabWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.spectral import SENSORS
+from ..core.stack import OPTICAL_KEYS
+from .chart import Bar, BarChartWidget
+from .dock_logic import (
+    SENSOR_KEYS,
+    guess_band_mapping,
+    guess_sensor,
+    importance_parameters,
+    map_parameters,
+    read_importance_csv,
+    unmet_needs,
+)
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(__file__))
+STYLES = os.path.join(PLUGIN_DIR, "resources", "styles")
+RESULT_GROUP = "RTS Fusion results"
+RESULT_STYLES = (
+    ("POLYGONS", "Thaw slumps", "slumps"),
+    ("MASK", "Slump mask", "mask"),
+    ("PROBABILITY", "Slump probability", "probability"),
+    ("STACK", "Fused stack", None),
+)
+
+
+def cuda_device_name() -> str | None:
+    """The first CUDA device's name, None without torch or without a GPU."""
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # noqa: BLE001 - torch missing or broken: no CUDA choice
+        return None
+
+
+class RtsFusionDock(QgsDockWidget):
+    """Dock widget with a 'Map slumps' tab and a 'Band importance' tab."""
+
+    finished = pyqtSignal(bool)  # a background run ended (successfully or not)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("RTS Fusion", parent)
+        self.setObjectName("RtsFusionDock")
+        self.task: QgsProcessingAlgRunnerTask | None = None
+        self.feedback: QgsProcessingFeedback | None = None
+        self.context: QgsProcessingContext | None = None
+        self.last_results: dict = {}
+        self.last_success: bool | None = None
+        self.card = None
+        body = QWidget()
+        layout = QVBoxLayout(body)
+
+        model_box = QGroupBox("Model package")
+        model_layout = QVBoxLayout(model_box)
+        self.model_file = QgsFileWidget()
+        self.model_file.setFilter("RTS Fusion model (*.safetensors)")
+        self.model_file.fileChanged.connect(self.model_changed)
+        model_layout.addWidget(self.model_file)
+        self.card_view = QTextBrowser()
+        self.card_view.setMaximumHeight(110)
+        self.card_view.setPlaceholderText("Choose a model package to see its bands, resolution and scores.")
+        model_layout.addWidget(self.card_view)
+        layout.addWidget(model_box)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self._map_tab(), "Map slumps")
+        self.tabs.addTab(self._importance_tab(), "Band importance")
+        layout.addWidget(self.tabs)
+
+        run_row = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        run_row.addWidget(self.progress)
+        run_row.addWidget(self.cancel_button)
+        layout.addLayout(run_row)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        self.setWidget(body)
+        self.optical_changed()
+
+    # ----- tabs -------------------------------------------------------------------------------------------------
+    def _raster_combo(self, optional: bool) -> QgsMapLayerComboBox:
+        combo = QgsMapLayerComboBox()
+        combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        combo.setAllowEmptyLayer(optional)
+        if optional:
+            combo.setLayer(None)
+        return combo
+
+    def _map_tab(self) -> QWidget:
+        tab = QWidget()
+        form = QFormLayout(tab)
+        self.optical = self._raster_combo(False)
+        self.thermal = self._raster_combo(True)
+        self.dem = self._raster_combo(True)
+        self.series = self._raster_combo(True)
+        form.addRow("Optical image", self.optical)
+        form.addRow("Thermal layer", self.thermal)
+        form.addRow("DEM", self.dem)
+        form.addRow("Temperature series (FTI)", self.series)
+        self.sensor = QComboBox()
+        for key in SENSOR_KEYS:
+            self.sensor.addItem(SENSORS[key], key)
+        form.addRow("Optical sensor", self.sensor)
+        self.band_combos: dict[str, QgsRasterBandComboBox] = {}
+        for key in OPTICAL_KEYS:
+            combo = QgsRasterBandComboBox()
+            combo.setShowNotSetOption(True)
+            self.band_combos[key] = combo
+            form.addRow(f"{key.upper() if key.startswith(('nir', 'swir')) else key.capitalize()} band", combo)
+        self.device = QComboBox()
+        self.device.addItem("Auto (CUDA if present)", 0)
+        self.device.addItem("CPU", 1)
+        gpu = cuda_device_name()
+        self.device.addItem(f"CUDA: {gpu}" if gpu else "CUDA (no GPU found)", 2)
+        self.device.model().item(2).setEnabled(gpu is not None)
+        form.addRow("Device", self.device)
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setSpecialValueText("model's")
+        self.threshold.setValue(0.0)
+        form.addRow("Threshold", self.threshold)
+        self.min_area = QDoubleSpinBox()
+        self.min_area.setRange(0, 1e9)
+        self.min_area.setValue(1000)
+        self.min_area.setSuffix(" m²")
+        form.addRow("Minimum area", self.min_area)
+        self.output_folder = QgsFileWidget()
+        self.output_folder.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_folder.lineEdit().setPlaceholderText("a new temporary folder")
+        form.addRow("Output folder", self.output_folder)
+        self.needs_label = QLabel("")
+        self.needs_label.setWordWrap(True)
+        self.needs_label.setStyleSheet("color: #b35900")
+        form.addRow(self.needs_label)
+        self.run_button = QPushButton("Map thaw slumps")
+        self.run_button.clicked.connect(self.run_mapping)
+        form.addRow(self.run_button)
+        self.optical.layerChanged.connect(self.optical_changed)
+        for w in (self.thermal, self.dem, self.series):
+            w.layerChanged.connect(self.check_needs)
+        self.sensor.currentIndexChanged.connect(self.check_needs)
+        for combo in self.band_combos.values():
+            combo.bandChanged.connect(self.check_needs)
+        return tab
+
+    def _importance_tab(self) -> QWidget:
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
+        form = QFormLayout()
+        self.stack = self._raster_combo(False)
+        self.truth = QgsMapLayerComboBox()
+        self.truth.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.method = QComboBox()
+        self.method.addItems(["Saliency and permutation", "Permutation", "Saliency"])
+        self.method.setCurrentIndex(2)
+        self.repeats = QSpinBox()
+        self.repeats.setRange(1, 50)
+        self.repeats.setValue(3)
+        form.addRow("Fused stack", self.stack)
+        form.addRow("Ground-truth slumps", self.truth)
+        form.addRow("Method", self.method)
+        form.addRow("Permutations", self.repeats)
+        layout.addLayout(form)
+        self.importance_button = QPushButton("Compute band importance")
+        self.importance_button.clicked.connect(self.run_importance)
+        layout.addWidget(self.importance_button)
+        self.chart = BarChartWidget()
+        layout.addWidget(self.chart, 1)
+        self.chart_method = QComboBox()
+        self.chart_method.currentIndexChanged.connect(self.show_importance)
+        export = QHBoxLayout()
+        export.addWidget(QLabel("Show"))
+        export.addWidget(self.chart_method, 1)
+        self.save_chart_button = QPushButton("Save chart…")
+        self.save_chart_button.clicked.connect(self.save_chart)
+        self.save_table_button = QPushButton("Save table…")
+        self.save_table_button.clicked.connect(self.save_table)
+        export.addWidget(self.save_chart_button)
+        export.addWidget(self.save_table_button)
+        layout.addLayout(export)
+        self.importance_rows: list[dict] = []
+        self.importance_csv: str | None = None
+        return tab
+
+    # ----- state from the widgets -------------------------------------------------------------------------------
+    def optical_changed(self, *_args) -> None:
+        """Point the band pickers at the optical layer and pre-fill them from its band names."""
+        layer = self.optical.currentLayer()
+        for combo in self.band_combos.values():
+            combo.setLayer(layer)
+        if isinstance(layer, QgsRasterLayer):
+            # bandName() is "Band 1: <description>" when the file describes its bands.
+            descriptions = [re.sub(r"^Band \d+:?\s*", "", layer.bandName(i)) for i in range(1, layer.bandCount() + 1)]
+            sensor = guess_sensor(descriptions)
+            if sensor:
+                self.sensor.setCurrentIndex(SENSOR_KEYS.index(sensor))
+            mapping = guess_band_mapping(descriptions, self.sensor.currentData())
+            for key, combo in self.band_combos.items():
+                combo.setBand(mapping.get(key, -1))
+        self.check_needs()
+
+    def mapped_bands(self) -> dict[str, int]:
+        """Optical key → 1-based band, for the bands set."""
+        return {k: c.currentBand() for k, c in self.band_combos.items() if c.currentBand() > 0}
+
+    def model_changed(self, *_args) -> None:
+        """Read the chosen package's card and show it."""
+        path = self.model_file.filePath()
+        self.card = None
+        if not path:
+            self.card_view.clear()
+        else:
+            try:
+                from ..models.card import format_card
+                from ..models.package import read_card
+
+                self.card = read_card(path)
+                self.card_view.setPlainText(format_card(self.card))
+            except ImportError:
+                self.card_view.setPlainText(
+                    "Reading model packages needs PyTorch and safetensors: Plugins → RTS Fusion → Install "
+                    "deep-learning dependencies."
+                )
+            except ValueError as exc:
+                self.card_view.setPlainText(f"Not a usable model package: {exc}")
+        self.check_needs()
+
+    def check_needs(self, *_args) -> list[str]:
+        """Warn when the chosen layers cannot supply the model's bands; returns the problems."""
+        problems: list[str] = []
+        if self.card is not None and self.optical.currentLayer() is not None:
+            problems = unmet_needs(
+                self.card.bands,
+                self.thermal.currentLayer() is not None,
+                self.dem.currentLayer() is not None,
+                self.series.currentLayer() is not None,
+                self.mapped_bands(),
+                self.sensor.currentData(),
+            )
+        self.needs_label.setText("\n".join(problems))
+        return problems
+
+    def _folder(self) -> str:
+        folder = self.output_folder.filePath() or tempfile.mkdtemp(prefix="rts_fusion_")
+        os.makedirs(folder, exist_ok=True)
+        return folder
+
+    # ----- running ----------------------------------------------------------------------------------------------
+    def _start(self, algorithm_id: str, params: dict, on_done) -> bool:
+        if self.task is not None:
+            self.status.setText("A run is in progress.")
+            return False
+        alg = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
+        if alg is None:
+            self.status.setText(f"The Processing algorithm {algorithm_id} is not available; is the plugin enabled?")
+            return False
+        self.context = QgsProcessingContext()
+        self.context.setProject(QgsProject.instance())
+        self.feedback = QgsProcessingFeedback()
+        self.feedback.progressChanged.connect(lambda v: self.progress.setValue(int(v)))
+        self.task = QgsProcessingAlgRunnerTask(alg, params, self.context, self.feedback)
+        self.task.executed.connect(lambda ok, results: self._done(ok, results, on_done))
+        self.progress.setValue(0)
+        self.cancel_button.setEnabled(True)
+        self.run_button.setEnabled(False)
+        self.importance_button.setEnabled(False)
+        self.status.setText(f"Running {alg.displayName()}…")
+        self.last_success = None
+        QgsApplication.taskManager().addTask(self.task)
+        return True
+
+    def _done(self, ok: bool, results: dict, on_done) -> None:
+        canceled = self.feedback is not None and self.feedback.isCanceled()
+        self.task = None
+        self.cancel_button.setEnabled(False)
+        self.run_button.setEnabled(True)
+        self.importance_button.setEnabled(True)
+        self.last_results = dict(results or {})
+        self.last_success = bool(ok) and not canceled
+        if canceled:
+            self.status.setText("Cancelled.")
+        elif not ok:
+            self.status.setText("The run failed; see the Processing log (View → Panels → Log Messages) for why.")
+        else:
+            on_done(self.last_results)
+        self.finished.emit(self.last_success)
+
+    def cancel(self) -> None:
+        """Ask the running algorithm to stop (it removes its partial outputs)."""
+        if self.feedback is not None and self.task is not None:
+            self.feedback.cancel()
+            self.status.setText("Cancelling…")
+
+    def run_mapping(self) -> bool:
+        """Start rtsfusion:mapslumps with the dock's choices; returns whether it started."""
+        optical = self.optical.currentLayer()
+        model = self.model_file.filePath()
+        if optical is None or not model:
+            self.status.setText("Choose an optical layer and a model package first.")
+            return False
+        problems = self.check_needs()
+        if problems:
+            self.status.setText("The chosen layers cannot supply the model's bands; see the warning above.")
+            return False
+        params = map_parameters(
+            model,
+            optical,
+            self.thermal.currentLayer(),
+            self.dem.currentLayer(),
+            self.series.currentLayer(),
+            self.mapped_bands(),
+            self.sensor.currentData(),
+            self.device.currentData(),
+            self.threshold.value() or None,
+            self.min_area.value(),
+            self._folder(),
+        )
+        return self._start("rtsfusion:mapslumps", params, self._add_results)
+
+    def _add_results(self, results: dict) -> None:
+        root = QgsProject.instance().layerTreeRoot()
+        group = root.findGroup(RESULT_GROUP) or root.insertGroup(0, RESULT_GROUP)
+        added = []
+        for key, name, style in RESULT_STYLES:
+            path = results.get(key)
+            if not path:
+                continue
+            layer = QgsVectorLayer(path, name, "ogr") if key == "POLYGONS" else QgsRasterLayer(path, name)
+            if not layer.isValid():
+                continue
+            if style:
+                layer.loadNamedStyle(os.path.join(STYLES, f"{style}.qml"))
+            QgsProject.instance().addMapLayer(layer, False)
+            group.addLayer(layer)
+            added.append(layer)
+        for layer in added[1:]:
+            node = group.findLayer(layer.id())
+            if node is not None and layer.name() == "Fused stack":
+                node.setItemVisibilityChecked(False)
+        count = results.get("COUNT")
+        self.status.setText(f"{count} thaw slumps mapped; layers added to '{RESULT_GROUP}'.")
+
+    def run_importance(self) -> bool:
+        """Start rtsfusion:bandimportance; the chart shows the result."""
+        stack, truth, model = self.stack.currentLayer(), self.truth.currentLayer(), self.model_file.filePath()
+        if stack is None or truth is None or not model:
+            self.status.setText("Choose a model package, a fused stack and ground-truth polygons first.")
+            return False
+        params = importance_parameters(
+            model,
+            stack,
+            truth,
+            self.method.currentIndex(),
+            self.repeats.value(),
+            self.device.currentData(),
+            self._folder(),
+        )
+        return self._start("rtsfusion:bandimportance", params, self._importance_done)
+
+    def _importance_done(self, results: dict) -> None:
+        self.importance_csv = results.get("CSV")
+        rows = read_importance_csv(self.importance_csv) if self.importance_csv else []
+        self.set_importance(rows)
+        self.status.setText(
+            f"Band importance: most important band {results.get('TOP_BAND')}; unshuffled F1 "
+            f"{results.get('BASELINE_F1', float('nan')):.3f}."
+        )
+
+    def set_importance(self, rows: list[dict]) -> None:
+        """Show importance rows (as written by the algorithm) in the chart."""
+        self.importance_rows = rows
+        self.chart_method.blockSignals(True)
+        self.chart_method.clear()
+        for method in ("permutation", "saliency"):
+            for kind in ("band", "group"):
+                if any(r["method"] == method and r["kind"] == kind for r in rows):
+                    self.chart_method.addItem(f"{method.capitalize()}, per {kind}", (method, kind))
+        self.chart_method.blockSignals(False)
+        self.show_importance()
+
+    def show_importance(self, *_args) -> None:
+        """Draw the chosen method's rows."""
+        choice = self.chart_method.currentData()
+        if not choice:
+            self.chart.set_bars([])
+            return
+        method, kind = choice
+        rows = [r for r in self.importance_rows if r["method"] == method and r["kind"] == kind]
+        bars = [Bar(r["band"], r["importance"], r.get("std") or 0.0, r["group"]) for r in rows]
+        ylabel = "F1 drop" if method == "permutation" else "share of |grad × input|"
+        self.chart.set_bars(bars, f"{method.capitalize()} importance", ylabel)
+
+    def save_chart(self, path: str | None = None) -> str | None:
+        """Save the chart as PNG (asks for a path when none is given)."""
+        path = path or QFileDialog.getSaveFileName(self, "Save chart", "band_importance.png", "PNG (*.png)")[0]
+        if path:
+            self.chart.grab().save(path, "PNG")
+        return path or None
+
+    def save_table(self, path: str | None = None) -> str | None:
+        """Copy the importance CSV (asks for a path when none is given)."""
+        if not self.importance_csv:
+            self.status.setText("Compute band importance first.")
+            return None
+        path = path or QFileDialog.getSaveFileName(self, "Save table", "band_importance.csv", "CSV (*.csv)")[0]
+        if path:
+            import shutil
+
+            shutil.copyfile(self.importance_csv, path)
+        return path or None
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API name
+        self.cancel()
+        super().closeEvent(event)
+
+
+def dock_area() -> Qt.DockWidgetArea:
+    """Where the dock opens."""
+    return Qt.RightDockWidgetArea
