@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: setup demo test lint format zip bench
+.PHONY: setup demo test lint format zip bench bench-models
 
 setup:
 	bash scripts/setup.sh
@@ -27,3 +27,7 @@ zip:
 bench: setup
 	$(PY) bench/bench_align.py
 	$(PY) bench/bench_stack_memory.py
+	$(PY) bench/bench_detect.py
+
+bench-models: setup
+	$(PY) bench/compare_models.py
