@@ -64,6 +64,8 @@ def table(rows: Sequence[dict], floats: str = "{:.3f}") -> str:
     cols = list(rows[0])
 
     def cell(v: object) -> str:
+        if v is None:
+            return "–"
         return floats.format(v) if isinstance(v, float) else html.escape(str(v))
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)

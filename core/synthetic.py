@@ -312,3 +312,100 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
         fraction,
         size,
     )
+
+
+# ----- a multi-year series -----------------------------------------------------------------------------------------
+REGIONAL_LST_TREND = 0.05  # K per year everywhere (background warming)
+SLUMP_NDVI_DROP = 0.20  # NDVI lost when ground is disturbed
+SLUMP_NDVI_TREND = -0.015  # further NDVI change per year since disturbance
+SLUMP_LST_JUMP = 1.5  # K warmer when disturbed
+SLUMP_LST_TREND = 0.30  # further K per year since disturbance
+
+
+@dataclass(frozen=True)
+class MultiYearScene:
+    """A sample scene with yearly slump inventories and NDVI / LST rasters (files named by year)."""
+
+    base: SampleScene
+    years: tuple[int, ...]
+    inventories: tuple[str, ...]
+    ndvi: tuple[str, ...]
+    lst: tuple[str, ...]
+    appeared: tuple[int, ...]  # the year each slump of the last inventory first appears
+    growth: tuple[float, ...]  # each slump's area in its first year as a fraction of its last-year area
+
+
+def _scaled(ring: list[tuple[float, float]], factor: float) -> list[tuple[float, float]]:
+    xs, ys = np.array([p[0] for p in ring]), np.array([p[1] for p in ring])
+    cx, cy = xs.mean(), ys.mean()
+    return [(float(cx + factor * (x - cx)), float(cy + factor * (y - cy))) for x, y in zip(xs, ys)]
+
+
+def generate_multiyear_scene(
+    folder: str,
+    size: int = 256,
+    years: tuple[int, ...] = (2019, 2020, 2021, 2022, 2023, 2024),
+    seed: int = 42,
+    base: SampleScene | None = None,
+) -> MultiYearScene:
+    """A sample scene plus, for each year, a slump inventory and NDVI and LST rasters on the optical grid.
+
+    Slumps grow every year (each appears at a fraction of its final area and reaches it in the last year) and
+    a quarter of them appear only after the first year. Inside disturbed ground NDVI drops by
+    SLUMP_NDVI_DROP and keeps falling by SLUMP_NDVI_TREND per year; LST jumps by SLUMP_LST_JUMP and rises by
+    SLUMP_LST_TREND per year; everywhere LST rises by REGIONAL_LST_TREND per year. Undisturbed ground keeps
+    its NDVI (with yearly noise), so rings around slumps show no NDVI trend. An already written scene can be
+    given as base (its slumps are the last year's); otherwise one is generated in folder/base.
+    """
+    if len(years) < 3:
+        raise ValueError("A multi-year scene needs at least three years.")
+    os.makedirs(folder, exist_ok=True)
+    base = base or generate_sample_scene(os.path.join(folder, "base"), size=size, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    from .vector import read_polygons
+
+    finals = [p[0] for p in read_polygons(base.slumps)]
+    y0, y1 = years[0], years[-1]
+    # Every fourth slump (the 2nd, 6th, …) appears after the first year, in a random later year.
+    appeared = [int(rng.choice(years[1:-1])) if i % 4 == 1 else y0 for i in range(len(finals))]
+    growth = [float(rng.uniform(0.45, 0.7)) for _ in finals]
+    transform = Affine(PIXEL, 0, ORIGIN[0], 0, -PIXEL, ORIGIN[1])
+    crs_wkt = CRS.from_user_input(OPTICAL_CRS).to_wkt()
+    with rasterio.open(base.optical) as ds:
+        red, nir = ds.read(3).astype(np.float64) * 1e-4, ds.read(4).astype(np.float64) * 1e-4
+    ndvi0 = (nir - red) / np.maximum(nir + red, 1e-6)
+    lst0 = 287.0 + 6.0 * (0.5 - ndvi0) + 0.4 * rng.normal(size=ndvi0.shape)
+    since = np.full(ndvi0.shape, -1, np.int32)  # year the pixel was first disturbed (−1: never)
+    inventories, ndvi_paths, lst_paths = [], [], []
+    for year in years:
+        records, shapes = [], []
+        for i, (ring, start, g0) in enumerate(zip(finals, appeared, growth)):
+            if year < start:
+                continue
+            frac = g0 + (1 - g0) * (year - start) / max(y1 - start, 1)
+            poly = _scaled(ring, math.sqrt(frac))
+            records.append(PolygonRecord(poly, {"id": i + 1, "year": year, "appeared": start}))
+            shapes.append(({"type": "Polygon", "coordinates": [poly]}, 1))
+        path = os.path.join(folder, f"slumps_{year}.gpkg")
+        write_polygons(path, "slumps", crs_wkt, records)
+        inventories.append(path)
+        disturbed = (
+            rasterize(shapes, out_shape=ndvi0.shape, transform=transform).astype(bool)
+            if shapes
+            else np.zeros(ndvi0.shape, bool)
+        )
+        since = np.where(disturbed & (since < 0), year, since)
+        age = np.where(since >= 0, year - since, 0)
+        hit = since >= 0
+        ndvi = ndvi0 + 0.01 * rng.normal() + 0.015 * rng.normal(size=ndvi0.shape)
+        ndvi = np.where(hit, ndvi - SLUMP_NDVI_DROP + SLUMP_NDVI_TREND * age, ndvi)
+        lst = lst0 + REGIONAL_LST_TREND * (year - y0) + 0.3 * rng.normal() + 0.3 * rng.normal(size=ndvi0.shape)
+        lst = np.where(hit, lst + SLUMP_LST_JUMP + SLUMP_LST_TREND * age, lst)
+        for name, data, unit, paths in (("ndvi", ndvi, "", ndvi_paths), ("lst", lst, "K", lst_paths)):
+            p = os.path.join(folder, f"{name}_{year}.tif")
+            _write(p, data[None].astype(np.float32), OPTICAL_CRS, transform, -9999, descriptions=[f"{name} {year}"],
+                   units=unit)  # fmt: skip
+            paths.append(p)
+    return MultiYearScene(
+        base, tuple(years), tuple(inventories), tuple(ndvi_paths), tuple(lst_paths), tuple(appeared), tuple(growth)
+    )

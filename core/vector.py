@@ -122,3 +122,50 @@ def read_polygons(
             if rings:
                 out.append(rings)
     return out
+
+
+def read_geometries(
+    path: str, target_crs_wkt: str | None = None, layer_name: str | None = None
+) -> list[tuple[int, ogr.Geometry]]:
+    """Every feature's geometry (cloned, optionally reprojected) with its feature id, in layer order.
+
+    A path may carry QGIS's '|layername=NAME' suffix. Features without geometry are skipped.
+    """
+    path, _, suffix = path.partition("|")
+    if suffix.startswith("layername="):
+        layer_name = layer_name or suffix.split("=", 1)[1]
+    ds = ogr.Open(path)
+    if ds is None:
+        raise ValueError(f"Cannot open vector file '{path}'.")
+    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
+    if layer is None:
+        raise ValueError(f"'{path}' has no layer {layer_name!r}.")
+    transform = None
+    if target_crs_wkt and layer.GetSpatialRef() is not None:
+        src = layer.GetSpatialRef().Clone()
+        dst = osr.SpatialReference()
+        dst.ImportFromWkt(target_crs_wkt)
+        src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        dst.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        transform = osr.CoordinateTransformation(src, dst)
+    out = []
+    for feat in layer:
+        geom = feat.GetGeometryRef()
+        if geom is None or geom.IsEmpty():
+            continue
+        geom = geom.Clone()
+        if transform is not None:
+            geom.Transform(transform)
+        out.append((feat.GetFID(), geom))
+    return out
+
+
+def layer_crs_wkt(path: str) -> str:
+    """The WKT of a vector layer's CRS ('' when it has none)."""
+    path, _, suffix = path.partition("|")
+    ds = ogr.Open(path)
+    if ds is None:
+        raise ValueError(f"Cannot open vector file '{path}'.")
+    layer = ds.GetLayerByName(suffix.split("=", 1)[1]) if suffix.startswith("layername=") else ds.GetLayer(0)
+    srs = layer.GetSpatialRef() if layer is not None else None
+    return srs.ExportToWkt() if srs is not None else ""

@@ -125,3 +125,32 @@ def style_on_load(context: QgsProcessingContext, output: str, style: str) -> Non
     proc = _StylePostProcessor(os.path.join(STYLES, f"{style}.qml"))
     _KEEP_ALIVE.append(proc)
     context.layerToLoadOnCompletionDetails(output).setPostProcessor(proc)
+
+
+def write_table(alg: QgsProcessingAlgorithm, parameters, name: str, context, rows: list[dict], columns=None) -> str:
+    """Write dict rows to a geometry-less feature sink; field types from the first value that is not None."""
+    from qgis.core import QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsWkbTypes
+    from qgis.PyQt.QtCore import QVariant
+
+    columns = list(columns or (rows[0].keys() if rows else []))
+    fields = QgsFields()
+    for col in columns:
+        example = next((r.get(col) for r in rows if r.get(col) is not None), "")
+        kind = (
+            QVariant.Bool
+            if isinstance(example, bool)
+            else QVariant.LongLong
+            if isinstance(example, int)
+            else QVariant.Double
+            if isinstance(example, float)
+            else QVariant.String
+        )
+        fields.append(QgsField(col, kind))
+    sink, dest = alg.parameterAsSink(parameters, name, context, fields, QgsWkbTypes.NoGeometry)
+    if sink is None:
+        raise QgsProcessingException(alg.invalidSinkError(parameters, name))
+    for row in rows:
+        f = QgsFeature(fields)
+        f.setAttributes([row.get(col) for col in columns])
+        sink.addFeature(f, QgsFeatureSink.FastInsert)
+    return dest

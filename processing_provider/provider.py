@@ -9,11 +9,14 @@ from qgis.PyQt.QtGui import QIcon
 
 from .align_fuse import AlignFuseAlgorithm
 from .band_importance import BandImportanceAlgorithm
+from .change_detect import ChangeDetectAlgorithm
 from .detect import DetectAlgorithm
 from .evaluate import EvaluateAlgorithm
+from .inventory_stats import InventoryStatsAlgorithm
 from .map_slumps import MapSlumpsAlgorithm
 from .polygonize import PolygonizeAlgorithm
 from .sample_scene import SampleSceneAlgorithm
+from .temporal_trends import TemporalTrendsAlgorithm
 from .train import TrainAlgorithm
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
@@ -44,5 +47,8 @@ class RtsFusionProvider(QgsProcessingProvider):
             EvaluateAlgorithm(),
             MapSlumpsAlgorithm(),
             BandImportanceAlgorithm(),
+            InventoryStatsAlgorithm(),
+            TemporalTrendsAlgorithm(),
+            ChangeDetectAlgorithm(),
         ):
             self.addAlgorithm(alg)

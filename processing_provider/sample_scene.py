@@ -6,14 +6,16 @@ import os
 
 from qgis.core import (
     QgsProcessingContext,
+    QgsProcessingOutputFolder,
     QgsProcessingOutputNumber,
     QgsProcessingOutputRasterLayer,
     QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
 )
 
-from ..core.synthetic import generate_sample_scene
+from ..core.synthetic import generate_multiyear_scene, generate_sample_scene
 from .common import RtsAlgorithm
 
 
@@ -42,8 +44,11 @@ class SampleSceneAlgorithm(RtsAlgorithm):
             "Sentinel-2-like optical image (UTM 46N, 10 m, bands B2, B3, B4, B8, B11, B12, scale 0.0001), a "
             "Landsat-like surface-temperature layer (UTM 45N, 30 m, DN × 0.00341802 + 149 = K), a DEM "
             "(WGS 84, 1 arc-second), a monthly temperature series (100 m, °C) and the slump outlines "
-            "(GeoPackage). Slumps lie on 3–10° slopes near lakes and are bare, bright and warm, with "
+            "(GeoPackage). Slumps are centred on 3–10° slopes 20–400 m from lakes and are bare, bright and warm, with "
             "confounders (bare patches, warm south slopes, terrain shading) so no single band finds them.<br>"
+            "With 'multi-year series', the folder 'years' also gets yearly slump inventories (slumps_2019.gpkg … "
+            "slumps_2024.gpkg: slumps that grow, some appearing later) and NDVI and LST rasters (ndvi_2019.tif …, "
+            "lst_2019.tif …: NDVI falling and LST rising inside slumps) for the inventory-analysis algorithms.<br>"
             "The same size and seed always give the same files."
         )
 
@@ -63,7 +68,11 @@ class SampleSceneAlgorithm(RtsAlgorithm):
                 self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=42
             )
         )
+        self.addParameter(
+            QgsProcessingParameterBoolean("MULTIYEAR", "Also write a multi-year series (2019–2024)", defaultValue=False)
+        )
         self.addParameter(QgsProcessingParameterFolderDestination(self.FOLDER, "Output folder"))
+        self.addOutput(QgsProcessingOutputFolder("YEARS_FOLDER", "Multi-year series folder"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.OPTICAL, "Optical image"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.THERMAL, "Thermal layer"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.DEM, "DEM"))
@@ -92,4 +101,8 @@ class SampleSceneAlgorithm(RtsAlgorithm):
         result = {key: path for key, (path, _) in outputs.items()}
         result[self.N_SLUMPS] = scene.n_slumps
         result[self.FOLDER] = folder
+        if self.parameterAsBool(parameters, "MULTIYEAR", context):
+            series = generate_multiyear_scene(os.path.join(folder, "years"), size=size, seed=seed, base=scene)
+            feedback.pushInfo(f"Multi-year series {series.years[0]}–{series.years[-1]} in {folder}/years")
+            result["YEARS_FOLDER"] = os.path.join(folder, "years")
         return result

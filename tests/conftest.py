@@ -100,3 +100,11 @@ def tiny_model(training_stack, tmp_path_factory):
     )
     out = str(tmp_path_factory.mktemp("tiny_model") / "tiny.safetensors")
     return train_from_stack(*training_stack, out, cfg, bands=PAPER).package
+
+
+@pytest.fixture(scope="session")
+def multiyear_scene(tmp_path_factory):
+    """A 256 px sample scene with yearly inventories, NDVI and LST for 2019–2024, written once."""
+    from rts_fusion.core.synthetic import generate_multiyear_scene
+
+    return generate_multiyear_scene(str(tmp_path_factory.mktemp("multiyear")), size=256, seed=5)

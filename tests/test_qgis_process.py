@@ -150,3 +150,46 @@ def test_shipped_modeller_model_maps_slumps(qgis_process, sample_scene, tiny_mod
     assert {"area_m2", "prob_mean", "slope_mean", "lst_mean"} <= fields
     areas = [f.GetField("area_m2") for f in layer]
     assert areas and min(areas) >= 1000
+
+
+def test_inventory_analysis_through_qgis_process(qgis_process, tmp_path):
+    """Multi-year sample → inventory statistics, temporal trends and inventory comparison, as a batch job would."""
+    folder = tmp_path / "scene"
+    res = qgis_process(
+        "run", "rtsfusion:samplescene", "--json", "--", "SIZE=128", "SEED=3", "MULTIYEAR=true", f"FOLDER={folder}"
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    results = json.loads(res.stdout)["results"]
+    years = folder / "years"
+    assert results["YEARS_FOLDER"] == str(years)
+
+    html = tmp_path / "inventory.html"
+    res = qgis_process(
+        "run", "rtsfusion:inventorystats", "--json", "--", f"SLUMPS={years / 'slumps_2024.gpkg'}",
+        f"DEM={results['DEM']}", f"OPTICAL={results['OPTICAL']}", f"OUTPUT={tmp_path / 'inventory.csv'}",
+        f"HTML={html}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(res.stdout)["results"]["N_SLUMPS"] == results["N_SLUMPS"]
+    header = (tmp_path / "inventory.csv").read_text().splitlines()[0]
+    assert header.startswith("factor,class") and "frequency_ratio" in header
+    assert html.read_text().count("<img") == 5
+
+    rasters = [f"RASTERS={years / f'{v}_{y}.tif'}" for v in ("ndvi", "lst") for y in range(2019, 2025)]
+    res = qgis_process(
+        "run", "rtsfusion:temporaltrends", "--json", "--", f"SLUMPS={years / 'slumps_2024.gpkg'}", *rasters,
+        "PER_SLUMP=false", f"OUTPUT={tmp_path / 'trends.csv'}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = (tmp_path / "trends.csv").read_text().splitlines()
+    assert "y2019" in lines[0] and "sen_slope" in lines[0]
+    assert len(lines) == 1 + 2 * 3  # all slumps pooled: ndvi and lst × slump, ring, difference
+
+    res = qgis_process(
+        "run", "rtsfusion:changedetect", "--json", "--", f"BEFORE={years / 'slumps_2019.gpkg'}",
+        f"AFTER={years / 'slumps_2024.gpkg'}", f"OUTPUT={tmp_path / 'changes.gpkg'}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = json.loads(res.stdout)["results"]
+    assert out["N_GROWN"] + out["N_NEW"] == results["N_SLUMPS"] and out["N_VANISHED"] == 0
+    assert out["AREA_CHANGE_M2"] > 0 and (tmp_path / "changes.gpkg").exists()

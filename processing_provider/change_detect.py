@@ -1,0 +1,82 @@
+"""Algorithm "Compare inventories": slumps new, grown, shrunk, stable or vanished between two dates."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingParameterVectorLayer,
+)
+
+from ..core.change import CLASSES, compare_inventories, write_changes
+from .common import RtsAlgorithm, run_core
+from .polygonize import write_vector_output
+from .train import vector_path
+
+
+class ChangeDetectAlgorithm(RtsAlgorithm):
+    """Classify the change of every slump between an earlier and a later inventory."""
+
+    GROUP = "Inventory analysis"
+
+    def name(self) -> str:
+        return "changedetect"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API name
+        return "Compare inventories"
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
+        return (
+            "Compares slump polygons of two dates. Polygons that overlap form a group (so splits and merges stay "
+            "one group): a group whose area rose by more than the tolerance is <b>grown</b>, fell by more "
+            "<b>shrunk</b>, else <b>stable</b>; a later polygon overlapping nothing is <b>new</b>, an earlier one "
+            "<b>vanished</b>.<br>Attributes: change, the ids of the earlier and later polygons, areas before and "
+            "after and their change (m², %), and retreat_m — how far the later outline reaches beyond the earlier "
+            "one (headwall retreat of a growing slump). Areas and distances are in metres. Totals are given as "
+            "outputs."
+        )
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
+        self.addParameter(
+            QgsProcessingParameterVectorLayer("BEFORE", "Earlier inventory", [QgsProcessing.TypeVectorPolygon])
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorLayer("AFTER", "Later inventory", [QgsProcessing.TypeVectorPolygon])
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "TOLERANCE",
+                "Stable within ± (% of area)",
+                QgsProcessingParameterNumber.Double,
+                10.0,
+                False,
+                0.0,
+                1000.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination("OUTPUT", "Slump changes", QgsProcessing.TypeVectorPolygon)
+        )
+        for c in CLASSES:
+            self.addOutput(QgsProcessingOutputNumber(f"N_{c.upper()}", f"Slumps {c}"))
+        self.addOutput(QgsProcessingOutputNumber("AREA_CHANGE_M2", "Total area change (m²)"))
+        self.addOutput(QgsProcessingOutputNumber("MEAN_RETREAT_M", "Mean retreat of grown slumps (m)"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
+        before = vector_path(self.parameterAsVectorLayer(parameters, "BEFORE", context), "earlier inventory")
+        after = vector_path(self.parameterAsVectorLayer(parameters, "AFTER", context), "later inventory")
+        tolerance = self.parameterAsDouble(parameters, "TOLERANCE", context) / 100.0
+        result = run_core(feedback, compare_inventories, before, after, tolerance)
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        gpkg = output if output.lower().endswith(".gpkg") else os.path.splitext(output)[0] + "_tmp.gpkg"
+        write_changes(gpkg, result)
+        write_vector_output(gpkg, output)
+        t = result.totals
+        feedback.pushInfo(", ".join(f"{t[f'n_{c}']} {c}" for c in CLASSES) + f"; area change {t['area_change_m2']} m²")
+        out = {"OUTPUT": output, "AREA_CHANGE_M2": t["area_change_m2"], "MEAN_RETREAT_M": t["mean_retreat_grown_m"]}
+        out.update({f"N_{c.upper()}": t[f"n_{c}"] for c in CLASSES})
+        return out
