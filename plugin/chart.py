@@ -25,7 +25,7 @@ class Bar:
 class BarChartWidget(QWidget):
     """Vertical bars, most important first, coloured by band group, with ± std whiskers and a zero line."""
 
-    MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 48, 10, 24, 64
+    MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 60, 10, 24, 64
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -109,7 +109,7 @@ class BarChartWidget(QWidget):
             v = lo + (hi - lo) * k / 4
             y = self.value_to_y(v)
             p.drawLine(int(area.left()) - 4, int(y), int(area.left()), int(y))
-            p.drawText(QRectF(0, y - 8, self.MARGIN_LEFT - 6, 16), Qt.AlignRight | Qt.AlignVCenter, f"{v:.2g}")
+            p.drawText(QRectF(16, y - 8, self.MARGIN_LEFT - 22, 16), Qt.AlignRight | Qt.AlignVCenter, f"{v:.2g}")
         zero = self.value_to_y(0.0)
         p.drawLine(int(area.left()), int(zero), int(area.right()), int(zero))
         for bar, rect in zip(self._bars, self.bar_rects()):
@@ -129,7 +129,7 @@ class BarChartWidget(QWidget):
         if self._ylabel:
             p.save()
             p.setPen(text_colour)
-            p.translate(10, area.center().y())
+            p.translate(8, area.center().y())
             p.rotate(-90)
             p.drawText(QRectF(-area.height() / 2, -8, area.height(), 16), Qt.AlignCenter, self._ylabel)
             p.restore()

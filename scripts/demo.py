@@ -4,6 +4,8 @@
 2. Fuse the training scene (paper preset) and train a small FusionSA-SegFormer once (cached in demo_output/model).
 3. Map thaw slumps on the unseen scene in one run (align → detect → polygonise).
 4. Evaluate the mapped slumps against the scene's outlines and print the metrics and where the outputs are.
+5. Analyse the unseen scene's multi-year inventory: where slumps occur (frequency ratios), how NDVI and LST
+   change inside them (Sen's slope, Mann-Kendall), and what changed between 2019 and 2024.
 """
 
 from __future__ import annotations
@@ -49,6 +51,66 @@ def register_provider():
     return provider
 
 
+def _rows(layer_or_id) -> list[dict]:
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    layer = layer_or_id if isinstance(layer_or_id, QgsVectorLayer) else QgsProject.instance().mapLayer(layer_or_id)
+    names = [f.name() for f in layer.fields()]
+    return [dict(zip(names, f.attributes())) for f in layer.getFeatures()]
+
+
+def inventory_analysis(processing, scene: dict, out: Path) -> None:
+    """Inventory statistics, temporal trends and the 2019→2024 comparison on the scene's multi-year series."""
+    years = Path(scene["YEARS_FOLDER"])
+    stats = processing.run(
+        "rtsfusion:inventorystats",
+        {
+            "SLUMPS": str(years / "slumps_2024.gpkg"),
+            "DEM": scene["DEM"],
+            "OPTICAL": scene["OPTICAL"],
+            "OUTPUT": "memory:",
+            "HTML": str(out / "inventory_statistics.html"),
+        },
+    )
+    print(f"\nInventory statistics ({stats['N_SLUMPS']} slumps, {stats['STUDY_AREA_KM2']:.1f} km²):")
+    rows = _rows(stats["OUTPUT"])
+    for factor in dict.fromkeys(r["factor"] for r in rows):
+        fr = [r for r in rows if r["factor"] == factor]
+        most = max(fr, key=lambda r: r["slump_share"])
+        top = max((r for r in fr if r["frequency_ratio"] is not None), key=lambda r: r["frequency_ratio"])
+        print(
+            f"  {factor:<18} most slump area in {most['class']} ({100 * most['slump_share']:.0f} %); "
+            f"highest frequency ratio {top['frequency_ratio']:.2f} in {top['class']}"
+        )
+    rasters = sorted(str(p) for p in years.glob("ndvi_*.tif")) + sorted(str(p) for p in years.glob("lst_*.tif"))
+    trends = processing.run(
+        "rtsfusion:temporaltrends",
+        {
+            "SLUMPS": str(years / "slumps_2024.gpkg"),
+            "RASTERS": rasters,
+            "PER_SLUMP": False,
+            "OUTPUT": "memory:",
+            "HTML": str(out / "temporal_trends.html"),
+        },
+    )
+    print("Temporal trends 2019–2024 (Sen's slope per year, Mann-Kendall p):")
+    for r in _rows(trends["OUTPUT"]):
+        print(f"  {r['variable']:<5} {r['zone']:<11} {r['sen_slope']:+.4f}  p={r['mk_p']:.3f}  {r['trend']}")
+    change = processing.run(
+        "rtsfusion:changedetect",
+        {
+            "BEFORE": str(years / "slumps_2019.gpkg"),
+            "AFTER": str(years / "slumps_2024.gpkg"),
+            "OUTPUT": str(out / "slump_changes_2019_2024.gpkg"),
+        },
+    )
+    print(
+        f"Changes 2019→2024: {change['N_NEW']} new, {change['N_GROWN']} grown, {change['N_STABLE']} stable, "
+        f"{change['N_SHRUNK']} shrunk, {change['N_VANISHED']} vanished; area {change['AREA_CHANGE_M2']:+.0f} m², "
+        f"mean retreat of grown slumps {change['MEAN_RETREAT_M']:.1f} m"
+    )
+
+
 def main() -> int:
     """Run the demo; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -66,7 +128,9 @@ def main() -> int:
     train_scene = processing.run(
         "rtsfusion:samplescene", {"SIZE": args.size, "SEED": 42, "FOLDER": str(out / "train_scene")}
     )
-    map_scene = processing.run("rtsfusion:samplescene", {"SIZE": args.size, "SEED": 7, "FOLDER": str(out / "scene")})
+    map_scene = processing.run(
+        "rtsfusion:samplescene", {"SIZE": args.size, "SEED": 7, "MULTIYEAR": True, "FOLDER": str(out / "scene")}
+    )
     print(f"Sample scenes: {train_scene['N_SLUMPS']} slumps to train on, {map_scene['N_SLUMPS']} to map")
 
     model = out / "model" / "fusion_sa_segformer_tiny.safetensors"
@@ -146,6 +210,7 @@ def main() -> int:
         per_chip = f["per_chip"]
         per_chip_text = f"{per_chip:>10.3f}" if isinstance(per_chip, float) else f"{'':>10}"
         print(f"{f['metric']:<34}{f['pooled']:>10.3f}{per_chip_text}")
+    inventory_analysis(processing, map_scene, out)
     print("\nOutputs:")
     for label, path in (
         ("fused stack", mapped["STACK"]),
@@ -155,6 +220,9 @@ def main() -> int:
         ("evaluation report", ev["HTML"]),
         ("matched polygons", ev["MATCHES"]),
         ("model package", str(model)),
+        ("inventory report", str(out / "inventory_statistics.html")),
+        ("trends report", str(out / "temporal_trends.html")),
+        ("slump changes", str(out / "slump_changes_2019_2024.gpkg")),
     ):
         print(f"  {label:<18} {path}")
     print(f"Done in {time.perf_counter() - t0:.0f} s.")
