@@ -42,9 +42,8 @@ def shared_data() -> Path:
 _PROVIDERS: list = []  # Python references to the providers registered by the tests
 
 
-@pytest.fixture
-def provider(qgis_processing):
-    """The RTS Fusion provider registered in the test QGIS application (re-registered if a test removed it)."""
+def ensure_provider():
+    """Register the RTS Fusion provider unless it is registered; returns it."""
     from qgis.core import QgsApplication
     from rts_fusion.processing_provider.provider import RtsFusionProvider
 
@@ -56,6 +55,12 @@ def provider(qgis_processing):
     _PROVIDERS.append(prov)
     assert registry.addProvider(prov)
     return registry.providerById("rtsfusion")
+
+
+@pytest.fixture(scope="module")
+def provider(qgis_processing):
+    """The RTS Fusion provider registered in the test QGIS application (tests that remove it put it back)."""
+    return ensure_provider()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ import sys
 import time
 
 import pytest
+from conftest import ensure_provider
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QColor
@@ -116,6 +117,7 @@ def test_missing_torch_shows_an_install_message_and_the_plugin_still_loads(qgis_
     finally:
         plugin.unload()
     assert registry.providerById("rtsfusion") is None
+    ensure_provider()  # for the tests that follow
 
 
 def test_no_message_when_everything_is_installed(qgis_iface, qgis_processing):

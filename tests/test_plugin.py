@@ -1,7 +1,7 @@
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, ensure_provider
 from qgis.core import QgsApplication
 
 
@@ -20,6 +20,7 @@ def test_plugin_loads_registers_provider_and_unloads(qgis_iface, qgis_processing
     finally:
         plugin.unload()
     assert registry.providerById("rtsfusion") is None
+    ensure_provider()  # for the tests that follow
     assert plugin.provider is None and not plugin.actions
 
 
