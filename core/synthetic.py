@@ -141,13 +141,62 @@ def _resample_to(
     return out, dst_transform
 
 
-def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> SampleScene:
+REGION_NAMES = ("west", "centre", "east", "far east", "region 5", "region 6")
+REGION_RELIEF = (0.6, 1.0, 1.6, 0.8, 1.3, 1.1)
+REGION_BARE = (96.0, 93.0, 86.0, 90.0, 94.0, 89.0)
+
+
+def _region_fields(regions: int, n: int, margin: int) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Relief amplitude factor and bare-patch percentile per column (west–east strips of the optical image)."""
+    if not regions:
+        return 1.0, 93.0
+    if not 2 <= regions <= len(REGION_NAMES):
+        raise ValueError(f"The sample scene has 2 to {len(REGION_NAMES)} regions, not {regions}.")
+    inner = n - 2 * margin
+    centres = margin + (np.arange(regions) + 0.5) * inner / regions
+    cols = np.arange(n)
+    relief = np.interp(cols, centres, REGION_RELIEF[:regions])[None, :]  # smooth from strip to strip
+    strip = np.clip(((cols - margin) * regions) // max(inner, 1), 0, regions - 1)
+    return relief, np.array(REGION_BARE[:regions])[strip][None, :]  # each strip's own percentile
+
+
+def _year_fraction(year: int) -> float:
+    """A slump's area in a year as a fraction of its 2024 area."""
+    return float(np.clip(1.0 - 0.08 * (2024 - year), 0.5, 1.0))
+
+
+def _year_slumps(records: list, year: int, n: int, transform: Affine) -> np.ndarray:
+    """The slump mask of a year: every outline scaled about its centre to that year's area."""
+    shapes = [
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [_scaled(rec.exterior + [rec.exterior[0]], math.sqrt(_year_fraction(year)))],
+            },
+            1,
+        )
+        for rec in records
+    ]
+    if not shapes:
+        return np.zeros((n, n), bool)
+    return rasterize(shapes, out_shape=(n, n), transform=transform).astype(bool)
+
+
+def generate_sample_scene(
+    folder: str, size: int = 512, seed: int = 42, regions: int = 0, year: int | None = None
+) -> SampleScene:
     """Write a synthetic RTS scene of size × size optical pixels (10 m) into folder.
 
     Args:
         folder: output folder (created if missing); files are overwritten.
         size: optical image side in pixels (≥ 64).
         seed: random seed; the same seed gives the same files.
+        regions: 0, or split the scene into this many west–east strips whose relief and surface differ (relief
+            amplitude and share of bare confounder patches change from strip to strip); their outlines go to
+            regions.gpkg (field "region"), for spatial-transfer experiments.
+        year: None, or a year (2019–2024) of the same place: the same terrain and slump sites, the slumps smaller
+            the earlier the year (8 % of area per year before 2024), and that year's own illumination and noise;
+            for temporal-transfer experiments.
 
     Returns:
         The written paths and the number of slumps drawn.
@@ -164,7 +213,8 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
     # --- Terrain: fractal plateau, a regional tilt, lakes in the lowest basins.
     relief = _fractal(rng, n, beta=4.0)
     yy, xx = np.mgrid[0:n, 0:n] / n
-    dem = 4780 + 80 * relief + 60 * (xx - 0.5) - 40 * (yy - 0.5)
+    relief_scale, bare_percentile = _region_fields(regions, n, margin)
+    dem = 4780 + 80 * relief * relief_scale + 60 * (xx - 0.5) - 40 * (yy - 0.5)
     smooth = ndimage.gaussian_filter(dem, 3)
     water = smooth < np.percentile(smooth, 6)
     water = ndimage.binary_opening(water, iterations=2)
@@ -211,7 +261,11 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
     # --- Surface: meadow with varying cover, bare patches (confounders), slumps, water.
     cover = np.clip(0.78 + 0.12 * _fractal(rng, n, 2.2) - 0.01 * np.clip(slope - 12, 0, None), 0.2, 0.95)
     bare_field = ndimage.gaussian_filter(_fractal(rng, n, 2.0), 2)
-    bare = (bare_field > np.percentile(bare_field, 93)) & ~ndimage.binary_dilation(slump_mask, iterations=6) & ~water
+    if year is not None:  # the same place in another year: own illumination and noise, slumps of that year
+        rng = np.random.default_rng([seed, year])
+        slump_mask = _year_slumps(records, year, n, full_transform)
+    bare_threshold = np.percentile(bare_field, bare_percentile) if regions else np.percentile(bare_field, 93)
+    bare = (bare_field > bare_threshold) & ~ndimage.binary_dilation(slump_mask, iterations=6) & ~water
     slump_soft = ndimage.gaussian_filter(slump_mask.astype(float), 1.0)
     bare_soft = ndimage.gaussian_filter(bare.astype(float), 1.5)
     veg = cover * (1 - 0.85 * bare_soft) * (1 - 0.8 * slump_soft)
@@ -219,7 +273,7 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
     soil = SPECTRA["bare"][:, None, None] * (1 - soil_slump) + SPECTRA["slump"][:, None, None] * soil_slump
     refl = veg * SPECTRA["meadow"][:, None, None] + (1 - veg) * soil
     # Illumination from the south-east at 50° elevation: shaded slopes darker, sunlit ones brighter.
-    sun_az, sun_el = math.radians(135), math.radians(50)
+    sun_az, sun_el = math.radians(135), math.radians(50 if year is None else 44 + 3 * (year % 5))
     s_rad = np.radians(slope)
     cos_i = np.cos(s_rad) * math.sin(sun_el) + np.sin(s_rad) * math.cos(sun_el) * (
         asp_sin * math.sin(sun_az) + asp_cos * math.cos(sun_az)
@@ -300,7 +354,19 @@ def generate_sample_scene(folder: str, size: int = 512, seed: int = 42) -> Sampl
     x0, y0 = ORIGIN
     x1, y1 = x0 + size * PIXEL, y0 - size * PIXEL
     inside = [rec for rec in records if all(x0 <= x <= x1 and y1 <= y <= y0 for x, y in rec.exterior)]
+    if year is not None:
+        inside = [
+            PolygonRecord(_scaled(rec.exterior, math.sqrt(_year_fraction(year))), {**rec.attributes, "year": year})
+            for rec in inside
+        ]
     write_polygons(slumps_path, "slumps", CRS.from_user_input(OPTICAL_CRS).to_wkt(), inside)
+    if regions:
+        strips = []
+        for k in range(regions):
+            a, b = x0 + k * (x1 - x0) / regions, x0 + (k + 1) * (x1 - x0) / regions
+            strips.append(PolygonRecord([(a, y0), (b, y0), (b, y1), (a, y1), (a, y0)], {"region": REGION_NAMES[k]}))
+        write_polygons(os.path.join(folder, "regions.gpkg"), "regions", CRS.from_user_input(OPTICAL_CRS).to_wkt(),
+                       strips)  # fmt: skip
     fraction = float(slump_mask[inner].mean())
     return SampleScene(
         paths["optical"],

@@ -90,6 +90,44 @@ def _area_window(stack_path: str, aoi_path: str | None) -> tuple[int, int, int, 
     return c0, r0, c1 - c0, r1 - r0
 
 
+def read_area(
+    card: ModelCard, stack_path: str, truth_path: str, aoi_path: str | None = None, max_pixels: int = MAX_AREA_PIXELS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """The model's bands of an area (the stack, or the bounding box of the AOI), normalised, with its masks.
+
+    Returns:
+        (normalised input (C, H, W), valid pixels (inside the AOI, no nodata), ground truth, window).
+
+    Raises:
+        RtsFusionError: bands missing, an area too large or off the stack, nodata only, no slump on valid pixels.
+
+    """
+    info = read_stack_info(stack_path)
+    idx = match_bands(card, info.band_names)
+    col0, row0, width, height = _area_window(stack_path, aoi_path)
+    if width * height > max_pixels:
+        raise RtsFusionError(
+            f"The area is {width} × {height} px, more than the {max_pixels:,} px held in memory; give a smaller "
+            "area of interest."
+        )
+    with rasterio.open(stack_path) as ds:
+        raw = ds.read(idx, window=Window(col0, row0, width, height)).astype(np.float32)
+    raw[raw == info.nodata] = np.nan
+    valid = np.isfinite(raw).all(axis=0)
+    if not valid.any():
+        raise RtsFusionError("The area holds only nodata in the model's bands.")
+    grid = TargetGrid(
+        info.grid.crs_wkt, tuple(info.grid.affine * rasterio.Affine.translation(col0, row0))[:6], width, height
+    )
+    truth = rasterize_polygons(truth_path, grid).astype(bool)
+    if aoi_path:
+        valid &= rasterize_polygons(aoi_path, grid).astype(bool)
+    if not (truth & valid).any():
+        raise RtsFusionError("No ground-truth slump polygon falls on valid pixels of the area.")
+    x = normalize(raw[None], card.normalization, card.bands)[0]
+    return x, valid, truth, (col0, row0, width, height)
+
+
 def predict_area(
     model: torch.nn.Module,
     card: ModelCard,
@@ -188,30 +226,7 @@ def band_importance(
         raise RtsFusionError(f"Unknown importance method {options.method!r}; use one of {', '.join(METHODS)}.")
     if options.repeats < 1:
         raise RtsFusionError("The number of permutations must be at least 1.")
-    info = read_stack_info(stack_path)
-    idx = match_bands(card, info.band_names)
-    col0, row0, width, height = _area_window(stack_path, aoi_path)
-    if width * height > options.max_pixels:
-        raise RtsFusionError(
-            f"The area is {width} × {height} px, more than the {options.max_pixels:,} px held in memory for band "
-            "importance; give a smaller area of interest."
-        )
-    with rasterio.open(stack_path) as ds:
-        raw = ds.read(idx, window=Window(col0, row0, width, height)).astype(np.float32)
-    raw[raw == info.nodata] = np.nan
-    valid = np.isfinite(raw).all(axis=0)
-    if not valid.any():
-        raise RtsFusionError("The area holds only nodata in the model's bands.")
-    grid = TargetGrid(
-        info.grid.crs_wkt, tuple(info.grid.affine * rasterio.Affine.translation(col0, row0))[:6], width, height
-    )
-    truth = rasterize_polygons(truth_path, grid).astype(bool)
-    if aoi_path:
-        valid &= rasterize_polygons(aoi_path, grid).astype(bool)
-    if not (truth & valid).any():
-        raise RtsFusionError("No ground-truth slump polygon falls on valid pixels of the area.")
-    x = normalize(raw[None], card.normalization, card.bands)[0]
-    del raw
+    x, valid, truth, (col0, row0, width, height) = read_area(card, stack_path, truth_path, aoi_path, options.max_pixels)
     device = resolve_device(options.device)
     model = model.to(device).eval()
     threshold = card.threshold if options.threshold is None else options.threshold

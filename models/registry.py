@@ -33,15 +33,49 @@ def _ds(cfg: ModelConfig) -> nn.Module:
     return FusionSASegFormerDS(cfg)
 
 
+def _zoo(name: str) -> Callable[[ModelConfig], nn.Module]:
+    def build(cfg: ModelConfig) -> nn.Module:
+        from . import zoo
+
+        return getattr(zoo, f"build_{name}")(cfg)
+
+    return build
+
+
 # FusionSA-SegFormer is SA-SegFormer on the fused multi-source stack: the same network, named apart so the
-# card says which experiment a package comes from.
+# card says which experiment a package comes from. The first twelve are the study's comparison.
 ARCHITECTURES: dict[str, tuple[str, Callable[[ModelConfig], nn.Module]]] = {
+    "cnn3": ("3-layer CNN", _zoo("cnn3")),
+    "unet_resnet34": ("U-Net (ResNet-34 encoder)", _zoo("unet_resnet34")),
+    "unetpp_resnet34": ("U-Net++ (ResNet-34 encoder)", _zoo("unetpp_resnet34")),
+    "deeplabv3plus_resnet34": ("DeepLabV3+ (ResNet-34 encoder)", _zoo("deeplabv3plus_resnet34")),
+    "fcn_resnet50": ("FCN (ResNet-50 encoder)", _zoo("fcn_resnet50")),
+    "unet_convnext": ("U-Net (ConvNeXt-T encoder)", _zoo("unet_convnext")),
+    "unet_swin": ("U-Net (Swin-T encoder)", _zoo("unet_swin")),
     "segformer": ("SegFormer (MiT + all-MLP head)", _segformer),
     "sa_segformer": ("SA-SegFormer (decoder self-attention)", _sa),
     "ca_segformer": ("CA-SegFormer (decoder cross-attention)", _ca),
+    "sa_convnext": ("SA-ConvNeXt (ConvNeXt + decoder self-attention)", _zoo("sa_convnext")),
+    "ca_convnext": ("CA-ConvNeXt (ConvNeXt + decoder cross-attention)", _zoo("ca_convnext")),
     "fusion_sa_segformer": ("FusionSA-SegFormer (the study's model, fused input)", _sa),
     "fusion_sa_segformer_ds": ("FusionSA-SegFormer-DS (dual-stream, ours)", _ds),
 }
+STUDY_TWELVE = tuple(list(ARCHITECTURES)[:12])
+MIT_BASED = ("segformer", "sa_segformer", "ca_segformer", "fusion_sa_segformer", "fusion_sa_segformer_ds")
+
+
+def encoder_sizes(architecture: str) -> tuple[str, ...]:
+    """The encoder sizes an architecture accepts: MiT variants for the SegFormer family, else tiny/standard."""
+    from .zoo import SIZES
+
+    return tuple(MIT_VARIANTS) if architecture in MIT_BASED else SIZES
+
+
+def encoder_for(architecture: str, size: str) -> str:
+    """The encoder name for a size class ("tiny" or "standard"; "standard" is MiT-b0 for the SegFormer family)."""
+    if architecture in MIT_BASED:
+        return "b0" if size == "standard" else size
+    return size
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -53,8 +87,9 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     """
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {cfg.architecture!r}; known: {', '.join(ARCHITECTURES)}.")
-    if cfg.encoder not in MIT_VARIANTS:
-        raise ValueError(f"Unknown encoder {cfg.encoder!r}; known: {', '.join(MIT_VARIANTS)}.")
+    sizes = encoder_sizes(cfg.architecture)
+    if cfg.encoder not in sizes:
+        raise ValueError(f"Unknown encoder {cfg.encoder!r} for {cfg.architecture}; known: {', '.join(sizes)}.")
     return ARCHITECTURES[cfg.architecture][1](cfg)
 
 

@@ -26,6 +26,16 @@ ARCHITECTURES = (
     ("ca_segformer", "CA-SegFormer"),
     ("segformer", "SegFormer"),
     ("fusion_sa_segformer_ds", "FusionSA-SegFormer-DS (dual stream)"),
+    # The rest of the study's comparison (appended: earlier indexes keep their meaning).
+    ("cnn3", "3-layer CNN"),
+    ("unet_resnet34", "U-Net (ResNet-34)"),
+    ("unetpp_resnet34", "U-Net++ (ResNet-34)"),
+    ("deeplabv3plus_resnet34", "DeepLabV3+ (ResNet-34)"),
+    ("fcn_resnet50", "FCN (ResNet-50)"),
+    ("unet_convnext", "U-Net (ConvNeXt-T)"),
+    ("unet_swin", "U-Net (Swin-T)"),
+    ("sa_convnext", "SA-ConvNeXt"),
+    ("ca_convnext", "CA-ConvNeXt"),
 )
 ENCODERS = ("b0", "b1", "b2", "b3", "b4", "b5", "tiny")
 DEVICES = ("auto", "cpu", "cuda")
@@ -110,7 +120,12 @@ class TrainAlgorithm(RtsAlgorithm):
             QgsProcessingParameterEnum(self.ARCHITECTURE, "Architecture", [a[1] for a in ARCHITECTURES], defaultValue=0)
         )
         self.addParameter(
-            QgsProcessingParameterEnum(self.ENCODER, "Encoder size (MiT)", list(ENCODERS), defaultValue=0)
+            QgsProcessingParameterEnum(
+                self.ENCODER,
+                "Encoder size (MiT b0–b5 or tiny; other encoders: tiny, or their standard size for any b*)",
+                list(ENCODERS),
+                defaultValue=0,
+            )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
@@ -200,13 +215,18 @@ class TrainAlgorithm(RtsAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
+        from ..models.registry import MIT_BASED
         from ..models.report import training_report
         from ..models.train import TrainConfig, train_from_manifest, train_from_stack
 
         p = parameters
+        architecture = ARCHITECTURES[self.parameterAsEnum(p, self.ARCHITECTURE, context)][0]
+        encoder = ENCODERS[self.parameterAsEnum(p, self.ENCODER, context)]
+        if architecture not in MIT_BASED and encoder != "tiny":
+            encoder = "standard"
         cfg = TrainConfig(
-            architecture=ARCHITECTURES[self.parameterAsEnum(p, self.ARCHITECTURE, context)][0],
-            encoder=ENCODERS[self.parameterAsEnum(p, self.ENCODER, context)],
+            architecture=architecture,
+            encoder=encoder,
             decoder_dim=self.parameterAsInt(p, self.DECODER_DIM, context),
             tile_size=self.parameterAsInt(p, self.TILE_SIZE, context),
             epochs=self.parameterAsInt(p, self.EPOCHS, context),

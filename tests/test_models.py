@@ -40,10 +40,15 @@ def test_every_architecture_forward_backward(arch, channels, optical):
 
 
 def test_registry_refuses_unknown_names():
-    with pytest.raises(ValueError, match="known: segformer"):
+    from rts_fusion.models.registry import STUDY_TWELVE
+
+    with pytest.raises(ValueError, match="Unknown architecture 'unet9000'; known: cnn3, unet_resnet34") as err:
         build_model(ModelConfig("unet9000", 3))
+    assert all(name in str(err.value) for name in STUDY_TWELVE) and len(STUDY_TWELVE) == 12
     with pytest.raises(ValueError, match="Unknown encoder"):
         build_model(ModelConfig("sa_segformer", 3, encoder="b9"))
+    with pytest.raises(ValueError, match="known: tiny, standard"):
+        build_model(ModelConfig("unet_resnet34", 3, encoder="b0"))
 
 
 def test_sa_decoder_sees_input_stage_and_attention():

@@ -1,0 +1,394 @@
+"""Reproducible experiments: compare architectures under one budget, and test spatial and temporal transfer.
+
+- **Model study**: every (architecture, band preset) run is trained with the same settings, split and seed(s) on
+  one stack + inventory (or a chip manifest) and scored on the held-out test split, pooled and per chip.
+- **Spatial transfer**: leave one region out — train on the other regions, test on the held-out one, in turn.
+- **Temporal transfer**: train on one year's stack and inventory, test on another year's at the same places.
+
+Held-out areas are scored by predicting them whole with the tiled engine's blending (models.importance) and
+comparing with the ground truth, pooled over pixels and averaged over chips holding a true or predicted slump.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from osgeo import ogr
+
+from ..core.errors import OperationCanceled, RtsFusionError
+from ..core.evaluation import per_chip_confusions
+from ..core.metrics import confusion, summarize
+from .card import ModelCard
+from .importance import predict_area, read_area
+from .registry import ARCHITECTURES
+from .train import TrainConfig, resolve_device, train_from_manifest, train_from_stack
+
+METRICS = ("precision", "recall", "f1", "iou")
+ProgressFn = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One model of a study: a label, an architecture and the bands it gets (None: all of the stack)."""
+
+    label: str
+    architecture: str
+    bands: tuple[str, ...] | None = None
+
+
+def _sub_progress(progress: ProgressFn, k: int, n: int) -> ProgressFn:
+    return lambda p: progress(100.0 * (k + p / 100.0) / n)
+
+
+def _score_row(summary: dict) -> dict:
+    row = {}
+    for k in METRICS:
+        row[k] = round(float(summary.get("pooled", {}).get(k, float("nan"))), 4)
+        row[f"{k}_per_chip"] = round(float(summary.get("per_chip", {}).get(k, float("nan"))), 4)
+    return row
+
+
+def evaluate_area(
+    model: torch.nn.Module,
+    card: ModelCard,
+    stack_path: str,
+    truth_path: str,
+    aoi_path: str | None = None,
+    device: str = "auto",
+    batch_size: int = 4,
+    is_canceled: Callable[[], bool] = lambda: False,
+) -> dict:
+    """Pooled and per-chip scores of a model on an area (the stack or the AOI's box, AOI pixels only)."""
+    x, valid, truth, _ = read_area(card, stack_path, truth_path, aoi_path)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    prob = predict_area(model, card, x, valid, dev, batch_size, is_canceled)
+    pred = (prob >= card.threshold) & valid
+    pooled = summarize([confusion(pred, truth, valid)])
+    chips = per_chip_confusions(pred, truth, valid, card.tile_size)
+    return {"pooled": pooled["pooled"], "per_chip": summarize(chips)["per_chip"] if chips else {}, "chips": len(chips)}
+
+
+@dataclass
+class StudyResult:
+    """Rows per run and seed, rows averaged over seeds, learning curves, and whether it was cancelled."""
+
+    rows: list[dict]
+    summary: list[dict]
+    histories: dict[str, list[dict]]
+    canceled: bool = False
+
+
+def run_model_study(
+    runs: Sequence[StudyRun],
+    base: TrainConfig,
+    seeds: Sequence[int],
+    workdir: str,
+    stack_path: str | None = None,
+    inventory_path: str | None = None,
+    manifest: str | None = None,
+    progress: ProgressFn | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StudyResult:
+    """Train and test every run with every seed under the same settings.
+
+    A stack + inventory or a chip manifest is required. On cancel the finished runs are kept (canceled=True).
+
+    Raises:
+        RtsFusionError: no data, an unknown architecture, or a run that cannot train (explained).
+
+    """
+    progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
+    if not manifest and not (stack_path and inventory_path):
+        raise RtsFusionError("A model study needs a stack and an inventory, or a chip manifest.")
+    unknown = [r.architecture for r in runs if r.architecture not in ARCHITECTURES]
+    if unknown:
+        raise RtsFusionError(f"Unknown architecture(s) {', '.join(unknown)}; known: {', '.join(ARCHITECTURES)}.")
+    if not runs or not seeds:
+        raise RtsFusionError("Give at least one architecture and one seed.")
+    os.makedirs(workdir, exist_ok=True)
+    rows, histories, canceled = [], {}, False
+    total = len(runs) * len(seeds)
+    k = 0
+    for run in runs:
+        for seed in seeds:
+            if is_canceled():
+                canceled = True
+                break
+            cfg = replace(base, architecture=run.architecture, seed=seed, encoder=_encoder(run.architecture, base))
+            out = os.path.join(workdir, f"{run.architecture}_{k}_{seed}.safetensors")
+            sub = _sub_progress(progress, k, total)
+            log(f"[{k + 1}/{total}] {run.label}, seed {seed}")
+            try:
+                if manifest:
+                    result = train_from_manifest(manifest, out, cfg, progress=sub, is_canceled=is_canceled)
+                else:
+                    result = train_from_stack(
+                        stack_path, inventory_path, out, cfg, bands=run.bands, progress=sub, is_canceled=is_canceled
+                    )
+            except OperationCanceled:
+                canceled = True
+                break
+            if result.canceled:
+                canceled = True
+                break
+            metrics = result.card.metrics
+            row = {
+                "model": run.label,
+                "architecture": run.architecture,
+                "bands": len(result.card.bands),
+                "seed": seed,
+                "params": int(result.card.training["parameters"]),
+                "train_seconds": float(result.card.training["train_seconds"]),
+                "epochs": int(result.card.training["epochs_run"]),
+                **_score_row({"pooled": metrics.get("test", {}), "per_chip": metrics.get("test_per_chip", {})}),
+            }
+            rows.append(row)
+            histories[f"{run.label} (seed {seed})"] = result.history
+            log(f"    test F1 {row['f1']:.3f} (per chip {row['f1_per_chip']:.3f}), IoU {row['iou']:.3f}")
+            k += 1
+        if canceled:
+            break
+    return StudyResult(rows, summarize_rows(rows), histories, canceled)
+
+
+def _encoder(architecture: str, base: TrainConfig) -> str:
+    from .registry import encoder_for, encoder_sizes
+
+    if base.encoder in encoder_sizes(architecture):
+        return base.encoder
+    return encoder_for(architecture, "tiny" if base.encoder == "tiny" else "standard")
+
+
+def summarize_rows(rows: list[dict]) -> list[dict]:
+    """Mean (and std over seeds) of each model's scores, best F1 first, with its rank."""
+    out = []
+    for label in dict.fromkeys(r["model"] for r in rows):
+        group = [r for r in rows if r["model"] == label]
+        s = {"model": label, "architecture": group[0]["architecture"], "bands": group[0]["bands"]}
+        s["params"] = group[0]["params"]
+        s["seeds"] = len(group)
+        for key in (*METRICS, *(f"{m}_per_chip" for m in METRICS), "train_seconds"):
+            values = [r[key] for r in group]
+            s[key] = round(statistics.mean(values), 4)
+            if key in ("f1", "iou"):
+                s[f"{key}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+        out.append(s)
+    out.sort(key=lambda s: -s["f1"])
+    for i, s in enumerate(out, 1):
+        s["rank"] = i
+    return out
+
+
+# ----- transfer -----------------------------------------------------------------------------------------------------
+def split_regions(regions_path: str, field: str | None, folder: str) -> list[tuple[str, str, str]]:
+    """One (name, held-out region file, other regions file) per region: a distinct field value, or a feature.
+
+    Raises:
+        RtsFusionError: unreadable layer, unknown field, fewer than two regions.
+
+    """
+    path = regions_path.split("|")[0]
+    ds = ogr.Open(path)
+    if ds is None:
+        raise RtsFusionError(f"Cannot open the regions layer '{regions_path}'.")
+    layer = ds.GetLayer(0)
+    defn = layer.GetLayerDefn()
+    names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+    if field and field not in names:
+        raise RtsFusionError(f"The regions layer has no field '{field}'; fields: {', '.join(names)}.")
+    groups: dict[str, list[ogr.Geometry]] = {}
+    for feat in layer:
+        geom = feat.GetGeometryRef()
+        if geom is None:
+            continue
+        key = str(feat.GetField(field)) if field else str(feat.GetFID())
+        groups.setdefault(key, []).append(geom.Clone())
+    if len(groups) < 2:
+        raise RtsFusionError("Spatial transfer needs at least two regions.")
+    srs = layer.GetSpatialRef()
+    driver = ogr.GetDriverByName("GPKG")
+
+    def write(name: str, geoms: list[ogr.Geometry]) -> str:
+        out = os.path.join(folder, f"{name}.gpkg")
+        if os.path.exists(out):
+            driver.DeleteDataSource(out)
+        dst = driver.CreateDataSource(out)
+        lyr = dst.CreateLayer("region", srs, ogr.wkbMultiPolygon)
+        for g in geoms:
+            f = ogr.Feature(lyr.GetLayerDefn())
+            f.SetGeometry(ogr.ForceToMultiPolygon(g))
+            lyr.CreateFeature(f)
+            f = None
+        dst = None
+        return out
+
+    folds = []
+    for i, (key, geoms) in enumerate(groups.items()):
+        others = [g for k, gs in groups.items() if k != key for g in gs]
+        folds.append((key, write(f"region_{i}", geoms), write(f"others_{i}", others)))
+    return folds
+
+
+@dataclass
+class TransferResult:
+    """Rows per fold (and an overall row) with pooled and per-chip scores."""
+
+    rows: list[dict]
+    canceled: bool = False
+
+
+def spatial_transfer(
+    stack_path: str,
+    inventory_path: str,
+    regions_path: str,
+    region_field: str | None,
+    cfg: TrainConfig,
+    bands: tuple[str, ...] | None = None,
+    workdir: str | None = None,
+    progress: ProgressFn | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TransferResult:
+    """Leave one region out: train on the others (their own split picks the best epoch), test on the held-out one."""
+    progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
+    workdir = workdir or tempfile.mkdtemp(prefix="rts_spatial_")
+    os.makedirs(workdir, exist_ok=True)
+    folds = split_regions(regions_path, region_field, workdir)
+    rows, pooled_conf = [], []
+    canceled = False
+    from .package import load_package
+
+    for k, (name, held_out, others) in enumerate(folds):
+        if is_canceled():
+            canceled = True
+            break
+        log(f"[{k + 1}/{len(folds)}] train on all regions but {name}, test on {name}")
+        out = os.path.join(workdir, f"fold_{k}.safetensors")
+        try:
+            result = train_from_stack(
+                stack_path,
+                inventory_path,
+                out,
+                cfg,
+                bands=bands,
+                aoi_path=others,
+                progress=_sub_progress(progress, k, len(folds)),
+                is_canceled=is_canceled,
+            )
+        except OperationCanceled:
+            canceled = True
+            break
+        model, card = load_package(out)
+        scores = evaluate_area(model, card, stack_path, inventory_path, held_out, cfg.device)
+        rows.append(
+            {
+                "fold": f"held out: {name}",
+                "train": "other regions",
+                "test": name,
+                "in_sample_f1": round(float(result.card.metrics.get("test", {}).get("f1", float("nan"))), 4),
+                **_score_row(scores),
+                "chips": scores["chips"],
+            }
+        )
+        pooled_conf.append(scores)
+        log(f"    {name}: F1 {rows[-1]['f1']:.3f}, IoU {rows[-1]['iou']:.3f}")
+    if rows:
+        rows.append(_overall(rows))
+    return TransferResult(rows, canceled)
+
+
+def _overall(rows: list[dict]) -> dict:
+    """Mean over folds of each score (folds weigh equally)."""
+    out = {"fold": "mean over folds", "train": "", "test": "", "chips": sum(r["chips"] for r in rows)}
+    keys = ["in_sample_f1", *METRICS, *(f"{m}_per_chip" for m in METRICS)]
+    for k in keys:
+        vals = [r[k] for r in rows if r.get(k) == r.get(k)]  # NaN-free
+        out[k] = round(statistics.mean(vals), 4) if vals else float("nan")
+    return out
+
+
+def temporal_transfer(
+    train: tuple[str, str],
+    tests: Sequence[tuple[str, str, str]],
+    cfg: TrainConfig,
+    bands: tuple[str, ...] | None = None,
+    workdir: str | None = None,
+    train_label: str = "train year",
+    progress: ProgressFn | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TransferResult:
+    """Train on one year's (stack, inventory), test on other years' (label, stack, inventory) at the same places."""
+    progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
+    workdir = workdir or tempfile.mkdtemp(prefix="rts_temporal_")
+    os.makedirs(workdir, exist_ok=True)
+    out = os.path.join(workdir, "temporal.safetensors")
+    log(f"Training on {train_label}")
+    result = train_from_stack(
+        train[0], train[1], out, cfg, bands=bands, progress=lambda p: progress(0.8 * p), is_canceled=is_canceled
+    )
+    from .package import load_package
+
+    model, card = load_package(out)
+    rows = [
+        {
+            "fold": f"{train_label} (held-out test split)",
+            "train": train_label,
+            "test": train_label,
+            "in_sample_f1": round(float(result.card.metrics.get("test", {}).get("f1", float("nan"))), 4),
+            **_score_row({"pooled": result.card.metrics.get("test", {}),
+                          "per_chip": result.card.metrics.get("test_per_chip", {})}),
+            "chips": 0,
+        }
+    ]  # fmt: skip
+    for k, (label, stack, inventory) in enumerate(tests):
+        if is_canceled():
+            return TransferResult(rows, True)
+        scores = evaluate_area(model, card, stack, inventory, None, cfg.device)
+        rows.append(
+            {"fold": f"{train_label} → {label}", "train": train_label, "test": label, "in_sample_f1": rows[0]["f1"],
+             **_score_row(scores), "chips": scores["chips"]}
+        )  # fmt: skip
+        log(f"    {label}: F1 {rows[-1]['f1']:.3f}, IoU {rows[-1]['iou']:.3f}")
+        progress(80 + 20 * (k + 1) / len(tests))
+    return TransferResult(rows, False)
+
+
+def study_report(path: str, result: StudyResult, settings: dict) -> str:
+    """An HTML report: settings, the summary table, per-seed rows and learning curves (PNGs beside it)."""
+    from ..core import report
+
+    folder = os.path.splitext(path)[0] + "_files"
+    os.makedirs(folder, exist_ok=True)
+    sections = [("Settings", report.table([{"setting": k, "value": str(v)} for k, v in settings.items()]))]
+    if result.canceled:
+        sections.append(("Cancelled", "<p>The study was cancelled; the finished runs are shown.</p>"))
+    sections.append(("Models (mean over seeds, best F1 first)", report.table(result.summary)))
+    sections.append(("Every run", report.table(result.rows)))
+    curves = []
+    for key, ylabel in (("f1", "validation F1"), ("train_loss", "training loss")):
+        series = {label: [h.get(key, float("nan")) for h in hist] for label, hist in result.histories.items()}
+        if not series:
+            continue
+        n = max(len(v) for v in series.values())
+        series = {k: v + [float("nan")] * (n - len(v)) for k, v in series.items()}
+        png = os.path.join(folder, f"{key}.png")
+        report.line_chart(png, list(range(1, n + 1)), series, f"Learning curves: {ylabel}", "epoch")
+        curves.append(report.image(png, path))
+    if curves:
+        sections.append(("Learning curves", "".join(curves)))
+    return report.write_html(path, "RTS model study", sections)
+
+
+def settings_of(cfg: TrainConfig, **extra) -> dict:
+    """Readable settings of a study (for its report)."""
+    d = {k: v for k, v in asdict(cfg).items() if k not in ("architecture", "seed", "encoder_weights")}
+    d.update(extra)
+    return d
