@@ -91,7 +91,12 @@ def _area_window(stack_path: str, aoi_path: str | None) -> tuple[int, int, int, 
 
 
 def read_area(
-    card: ModelCard, stack_path: str, truth_path: str, aoi_path: str | None = None, max_pixels: int = MAX_AREA_PIXELS
+    card: ModelCard,
+    stack_path: str,
+    truth_path: str,
+    aoi_path: str | None = None,
+    max_pixels: int = MAX_AREA_PIXELS,
+    require_truth: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """The model's bands of an area (the stack, or the bounding box of the AOI), normalised, with its masks.
 
@@ -99,7 +104,8 @@ def read_area(
         (normalised input (C, H, W), valid pixels (inside the AOI, no nodata), ground truth, window).
 
     Raises:
-        RtsFusionError: bands missing, an area too large or off the stack, nodata only, no slump on valid pixels.
+        RtsFusionError: bands missing, an area too large or off the stack, nodata only, no slump on valid pixels
+            (when require_truth).
 
     """
     info = read_stack_info(stack_path)
@@ -122,7 +128,7 @@ def read_area(
     truth = rasterize_polygons(truth_path, grid).astype(bool)
     if aoi_path:
         valid &= rasterize_polygons(aoi_path, grid).astype(bool)
-    if not (truth & valid).any():
+    if require_truth and not (truth & valid).any():
         raise RtsFusionError("No ground-truth slump polygon falls on valid pixels of the area.")
     x = normalize(raw[None], card.normalization, card.bands)[0]
     return x, valid, truth, (col0, row0, width, height)

@@ -64,7 +64,7 @@ def evaluate_area(
     is_canceled: Callable[[], bool] = lambda: False,
 ) -> dict:
     """Pooled and per-chip scores of a model on an area (the stack or the AOI's box, AOI pixels only)."""
-    x, valid, truth, _ = read_area(card, stack_path, truth_path, aoi_path)
+    x, valid, truth, _ = read_area(card, stack_path, truth_path, aoi_path, require_truth=False)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     prob = predict_area(model, card, x, valid, dev, batch_size, is_canceled)

@@ -14,8 +14,11 @@ from .detect import DetectAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .inventory_stats import InventoryStatsAlgorithm
 from .map_slumps import MapSlumpsAlgorithm
+from .model_study import ModelStudyAlgorithm
 from .polygonize import PolygonizeAlgorithm
 from .sample_scene import SampleSceneAlgorithm
+from .spatial_transfer import SpatialTransferAlgorithm
+from .temporal_transfer import TemporalTransferAlgorithm
 from .temporal_trends import TemporalTrendsAlgorithm
 from .train import TrainAlgorithm
 
@@ -50,5 +53,8 @@ class RtsFusionProvider(QgsProcessingProvider):
             InventoryStatsAlgorithm(),
             TemporalTrendsAlgorithm(),
             ChangeDetectAlgorithm(),
+            ModelStudyAlgorithm(),
+            SpatialTransferAlgorithm(),
+            TemporalTransferAlgorithm(),
         ):
             self.addAlgorithm(alg)

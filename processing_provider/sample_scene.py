@@ -6,6 +6,7 @@ import os
 
 from qgis.core import (
     QgsProcessingContext,
+    QgsProcessingException,
     QgsProcessingOutputFolder,
     QgsProcessingOutputNumber,
     QgsProcessingOutputRasterLayer,
@@ -49,6 +50,10 @@ class SampleSceneAlgorithm(RtsAlgorithm):
             "With 'multi-year series', the folder 'years' also gets yearly slump inventories (slumps_2019.gpkg … "
             "slumps_2024.gpkg: slumps that grow, some appearing later) and NDVI and LST rasters (ndvi_2019.tif …, "
             "lst_2019.tif …: NDVI falling and LST rising inside slumps) for the inventory-analysis algorithms.<br>"
+            "With regions, the scene is split into west–east strips whose relief and surface mix differ, outlined "
+            "in regions.gpkg (field 'region'), for 'Spatial transfer'. With a year, the same place is drawn as in "
+            "that year (slumps smaller the earlier the year, that year's illumination and noise), for 'Temporal "
+            "transfer': generate two years with the same seed.<br>"
             "The same size and seed always give the same files."
         )
 
@@ -69,10 +74,23 @@ class SampleSceneAlgorithm(RtsAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterNumber(
+                "REGIONS", "Regions (0 = none; 2–6 west–east strips of different relief and surface)",
+                QgsProcessingParameterNumber.Integer, 0, False, 0, 6,
+            )
+        )  # fmt: skip
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "YEAR", "Year of the same place (empty = none; 2019–2024)", QgsProcessingParameterNumber.Integer,
+                None, True, 2019, 2024,
+            )
+        )  # fmt: skip
+        self.addParameter(
             QgsProcessingParameterBoolean("MULTIYEAR", "Also write a multi-year series (2019–2024)", defaultValue=False)
         )
         self.addParameter(QgsProcessingParameterFolderDestination(self.FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputFolder("YEARS_FOLDER", "Multi-year series folder"))
+        self.addOutput(QgsProcessingOutputVectorLayer("REGIONS_LAYER", "Regions"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.OPTICAL, "Optical image"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.THERMAL, "Thermal layer"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.DEM, "DEM"))
@@ -86,7 +104,12 @@ class SampleSceneAlgorithm(RtsAlgorithm):
         seed = self.parameterAsInt(parameters, self.SEED, context)
         os.makedirs(folder, exist_ok=True)
         feedback.pushInfo(f"Generating a {size} × {size} px scene (seed {seed}) in {folder}")
-        scene = generate_sample_scene(folder, size=size, seed=seed)
+        regions = self.parameterAsInt(parameters, "REGIONS", context)
+        if regions == 1:
+            raise QgsProcessingException("Regions must be 0 (none) or 2 to 6.")
+        year_value = parameters.get("YEAR")
+        year = self.parameterAsInt(parameters, "YEAR", context) if year_value not in (None, "") else None
+        scene = generate_sample_scene(folder, size=size, seed=seed, regions=regions, year=year)
         feedback.setProgress(100)
         feedback.pushInfo(f"{scene.n_slumps} slumps, {100 * scene.slump_fraction:.2f} % of the area.")
         outputs = {
@@ -101,6 +124,8 @@ class SampleSceneAlgorithm(RtsAlgorithm):
         result = {key: path for key, (path, _) in outputs.items()}
         result[self.N_SLUMPS] = scene.n_slumps
         result[self.FOLDER] = folder
+        if regions:
+            result["REGIONS_LAYER"] = os.path.join(folder, "regions.gpkg")
         if self.parameterAsBool(parameters, "MULTIYEAR", context):
             series = generate_multiyear_scene(os.path.join(folder, "years"), size=size, seed=seed, base=scene)
             feedback.pushInfo(f"Multi-year series {series.years[0]}–{series.years[-1]} in {folder}/years")

@@ -193,3 +193,59 @@ def test_inventory_analysis_through_qgis_process(qgis_process, tmp_path):
     out = json.loads(res.stdout)["results"]
     assert out["N_GROWN"] + out["N_NEW"] == results["N_SLUMPS"] and out["N_VANISHED"] == 0
     assert out["AREA_CHANGE_M2"] > 0 and (tmp_path / "changes.gpkg").exists()
+
+
+def test_model_study_through_qgis_process(qgis_process, training_stack, tmp_path):
+    stack, slumps = training_stack
+    html = tmp_path / "study.html"
+    res = qgis_process(
+        "run", "rtsfusion:modelstudy", "--json", "--", f"STACK={stack}", f"INVENTORY={slumps}",
+        "ARCHITECTURES=0,8", "BAND_SETS=1", "EPOCHS=1", "CHIPS_PER_EPOCH=16", "DEVICE=1",
+        f"OUTPUT={tmp_path / 'study.csv'}", f"HTML={html}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = json.loads(res.stdout)["results"]
+    assert out["RUNS"] == 2 and 0 <= out["BEST_F1"] <= 1
+    lines = (tmp_path / "study.csv").read_text().splitlines()
+    assert len(lines) == 3 and "f1_per_chip" in lines[0]
+    assert "3-layer CNN [paper]" in lines[1] and "SA-SegFormer [paper]" in lines[2]
+    assert "Learning curves" in html.read_text()
+
+
+def scene_stack(qgis_process, folder, *extra):
+    res = qgis_process("run", "rtsfusion:samplescene", "--json", "--", f"FOLDER={folder}", *extra)
+    assert res.returncode == 0, res.stdout + res.stderr
+    scene = json.loads(res.stdout)["results"]
+    stack = folder / "stack.tif"
+    res = qgis_process(
+        "run", "rtsfusion:alignfuse", "--", f"OPTICAL={scene['OPTICAL']}", f"THERMAL={scene['THERMAL']}",
+        f"DEM={scene['DEM']}", f"TEMPERATURE_SERIES={scene['TEMPERATURE_SERIES']}", f"OUTPUT={stack}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    return scene, stack
+
+
+def test_spatial_and_temporal_transfer_through_qgis_process(qgis_process, tmp_path):
+    quick = ("BAND_SET=1", "EPOCHS=1", "CHIPS_PER_EPOCH=16", "DEVICE=1")
+    scene, stack = scene_stack(qgis_process, tmp_path / "regions", "SIZE=384", "SEED=16", "REGIONS=3")
+    res = qgis_process(
+        "run", "rtsfusion:spatialtransfer", "--json", "--", f"STACK={stack}", f"INVENTORY={scene['SLUMPS']}",
+        f"REGIONS={scene['REGIONS_LAYER']}", "REGION_FIELD=region", *quick, f"OUTPUT={tmp_path / 'spatial.csv'}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = (tmp_path / "spatial.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == [
+        "held out: west", "held out: centre", "held out: east", "mean over folds"
+    ]  # fmt: skip
+
+    early, early_stack = scene_stack(qgis_process, tmp_path / "y2019", "SIZE=384", "SEED=4", "YEAR=2019")
+    late, late_stack = scene_stack(qgis_process, tmp_path / "y2024", "SIZE=384", "SEED=4", "YEAR=2024")
+    res = qgis_process(
+        "run", "rtsfusion:temporaltransfer", "--json", "--", f"TRAIN_STACK={early_stack}",
+        f"TRAIN_INVENTORY={early['SLUMPS']}", f"TEST_STACKS={late_stack}", f"TEST_INVENTORIES={late['SLUMPS']}",
+        "LABELS=2019,2024", *quick, f"OUTPUT={tmp_path / 'temporal.csv'}",
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = (tmp_path / "temporal.csv").read_text().splitlines()
+    assert lines[1].startswith("2019 (held-out test split)") and lines[2].startswith("2019 → 2024")
+    assert 0 <= json.loads(res.stdout)["results"]["MEAN_TRANSFER_F1"] <= 1

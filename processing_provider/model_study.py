@@ -1,0 +1,210 @@
+"""Algorithm "Compare models": train several architectures and band sets under one budget, one table."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorLayer,
+)
+
+from ..core.features import PRESETS
+from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core, write_table
+from .train import DEVICES, vector_path
+
+# The registry's order: the study's twelve, then FusionSA-SegFormer and its dual-stream variant.
+ARCHITECTURE_IDS = (
+    "cnn3",
+    "unet_resnet34",
+    "unetpp_resnet34",
+    "deeplabv3plus_resnet34",
+    "fcn_resnet50",
+    "unet_convnext",
+    "unet_swin",
+    "segformer",
+    "sa_segformer",
+    "ca_segformer",
+    "sa_convnext",
+    "ca_convnext",
+    "fusion_sa_segformer",
+    "fusion_sa_segformer_ds",
+)
+BAND_SETS = ("rgb", "paper", "extended", "all bands of the stack")
+SIZES = ("tiny", "standard")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Comma-separated integer seeds, or a clear error."""
+    try:
+        seeds = [int(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError as exc:
+        raise QgsProcessingException(f"Seeds: '{text}' is not a comma-separated list of integers.") from exc
+    if not seeds:
+        raise QgsProcessingException("Give at least one seed.")
+    return seeds
+
+
+def band_set(name: str) -> tuple[str, ...] | None:
+    """Bands of a named set; None for all bands of the stack."""
+    return None if name.startswith("all") else PRESETS[name]
+
+
+class ModelStudyAlgorithm(RtsAlgorithm):
+    """The study's model comparison as one reproducible run."""
+
+    GROUP = "Experiments"
+
+    def name(self) -> str:
+        return "modelstudy"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API name
+        return "Compare models"
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
+        from ..models.registry import ARCHITECTURES
+
+        names = "".join(f"<li>{ARCHITECTURES[a][0]}</li>" for a in ARCHITECTURE_IDS)
+        return (
+            "Trains every chosen architecture on every chosen band set with the same settings, the same "
+            "spatially blocked split and the same seed(s), and scores each on the held-out test split: precision, "
+            "recall, F1 and IoU, pooled over pixels and averaged per chip (as the study reports them). Outputs "
+            "one table (a row per model and seed, with parameters and training time), and an HTML report with "
+            "the models ranked by mean F1 and their learning curves. Cancel keeps the finished rows.<br><br>"
+            "Data: a fused stack and a slump inventory, or a chip manifest (then the band set is the manifest's)."
+            "<br>Encoder size: <i>tiny</i> (narrow and shallow; quick, CPU-friendly) or <i>standard</i> (the sizes "
+            f"the study names; MiT-b0 for the SegFormer family).<br>Architectures:<ul>{names}</ul>"
+        )
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
+        self.addParameter(QgsProcessingParameterRasterLayer("STACK", "Fused stack", optional=True))
+        self.addParameter(
+            QgsProcessingParameterVectorLayer(
+                "INVENTORY", "Slump inventory", [QgsProcessing.TypeVectorPolygon], optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile("MANIFEST", "Chip manifest (instead of stack + inventory)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "ARCHITECTURES",
+                "Architectures",
+                list(ARCHITECTURE_IDS),
+                allowMultiple=True,
+                defaultValue=[7, 8, 12],
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum("BAND_SETS", "Band sets", list(BAND_SETS), allowMultiple=True, defaultValue=[1])
+        )
+        self.addParameter(QgsProcessingParameterString("SEEDS", "Seeds (comma-separated)", "0"))
+        self.addParameter(QgsProcessingParameterEnum("SIZE", "Encoder size", list(SIZES), defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 20, False, 1, 1000)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "TILE_SIZE", "Tile size (px, multiple of 32)", QgsProcessingParameterNumber.Integer, 64, False, 32, 1024
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "CHIPS_PER_EPOCH", "Chips per epoch", QgsProcessingParameterNumber.Integer, 128, False, 8
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, 8, False, 1)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "DECODER_DIM", "Decoder width (SegFormer family)", QgsProcessingParameterNumber.Integer, 64, False, 8
+            )
+        )
+        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Model table", QgsProcessing.TypeVector))
+        self.addParameter(QgsProcessingParameterFileDestination("HTML", "Report", "HTML files (*.html)", optional=True))
+        self.addOutput(QgsProcessingOutputString("BEST_MODEL", "Best model (mean test F1)"))
+        self.addOutput(QgsProcessingOutputNumber("BEST_F1", "Its mean test F1"))
+        self.addOutput(QgsProcessingOutputNumber("RUNS", "Finished runs"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
+        require_deep_learning()
+        from ..models.study import StudyRun, run_model_study, settings_of, study_report
+        from ..models.train import TrainConfig
+
+        manifest = self.parameterAsFile(parameters, "MANIFEST", context) or None
+        stack_layer = self.parameterAsRasterLayer(parameters, "STACK", context)
+        inventory_layer = self.parameterAsVectorLayer(parameters, "INVENTORY", context)
+        if not manifest and (stack_layer is None or inventory_layer is None):
+            raise QgsProcessingException("Give a fused stack and a slump inventory, or a chip manifest.")
+        stack = layer_path(stack_layer, "fused stack") if not manifest else None
+        inventory = vector_path(inventory_layer, "inventory") if not manifest else None
+        archs = [ARCHITECTURE_IDS[i] for i in self.parameterAsEnums(parameters, "ARCHITECTURES", context)]
+        sets = [BAND_SETS[i] for i in self.parameterAsEnums(parameters, "BAND_SETS", context)]
+        if not archs or not sets:
+            raise QgsProcessingException("Choose at least one architecture and one band set.")
+        if manifest:
+            sets = ["manifest"]
+        from ..models.registry import ARCHITECTURES
+
+        runs = [
+            StudyRun(
+                f"{ARCHITECTURES[a][0].split(' (')[0]} [{s}]",
+                a,
+                None if s == "manifest" else band_set(s),
+            )
+            for a in archs
+            for s in sets
+        ]
+        base = TrainConfig(
+            encoder=SIZES[self.parameterAsEnum(parameters, "SIZE", context)],
+            decoder_dim=self.parameterAsInt(parameters, "DECODER_DIM", context),
+            tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
+            epochs=self.parameterAsInt(parameters, "EPOCHS", context),
+            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
+            chips_per_epoch=self.parameterAsInt(parameters, "CHIPS_PER_EPOCH", context),
+            lr=1e-3,
+            max_lr=3e-3,
+            patience=self.parameterAsInt(parameters, "EPOCHS", context),
+            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+        )
+        seeds = parse_seeds(self.parameterAsString(parameters, "SEEDS", context))
+        workdir = tempfile.mkdtemp(prefix="rts_model_study_")
+        feedback.pushInfo(f"{len(runs)} models × {len(seeds)} seed(s); packages in {workdir}")
+        result = run_core(
+            feedback,
+            run_model_study,
+            runs,
+            base,
+            seeds,
+            workdir,
+            stack_path=stack,
+            inventory_path=inventory,
+            manifest=manifest,
+            log=feedback.pushInfo,
+        )
+        if result.canceled:
+            feedback.reportError("Cancelled: the table holds the runs that finished.", fatalError=False)
+        if not result.rows:
+            raise QgsProcessingException("No run finished.")
+        dest = write_table(self, parameters, "OUTPUT", context, result.rows)
+        best = result.summary[0]
+        feedback.pushInfo(f"Best: {best['model']} (mean test F1 {best['f1']:.3f})")
+        out = {"OUTPUT": dest, "BEST_MODEL": best["model"], "BEST_F1": best["f1"], "RUNS": len(result.rows)}
+        html = self.parameterAsFileOutput(parameters, "HTML", context)
+        if html:
+            settings = settings_of(base, seeds=seeds, data=manifest or f"{os.path.basename(stack)} + inventory")
+            out["HTML"] = study_report(html, result, settings)
+        return out

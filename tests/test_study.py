@@ -1,0 +1,125 @@
+"""Model study and transfer experiments on the sample scene (tiny settings)."""
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from rts_fusion.core.errors import RtsFusionError  # noqa: E402
+from rts_fusion.core.features import PAPER  # noqa: E402
+from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack  # noqa: E402
+from rts_fusion.core.synthetic import generate_sample_scene  # noqa: E402
+from rts_fusion.models.study import (  # noqa: E402
+    StudyRun,
+    run_model_study,
+    spatial_transfer,
+    split_regions,
+    study_report,
+    temporal_transfer,
+)
+from rts_fusion.models.train import TrainConfig  # noqa: E402
+
+QUICK = TrainConfig(
+    encoder="tiny", decoder_dim=16, tile_size=64, epochs=2, batch_size=8, chips_per_epoch=32, lr=1e-3, max_lr=3e-3,
+    patience=2, seed=0, device="cpu",
+)  # fmt: skip
+
+
+def fuse(scene, path):
+    inputs = FusionInputs(
+        scene.optical, scene.thermal, scene.dem, OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
+        temperature_series=scene.temperature_series,
+    )  # fmt: skip
+    return build_fused_stack(inputs, PAPER, str(path)).path
+
+
+@pytest.fixture(scope="module")
+def region_scene(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("regions")
+    scene = generate_sample_scene(str(folder), size=384, seed=16, regions=3)  # slumps in all three regions
+    return fuse(scene, folder / "stack.tif"), scene.slumps, str(folder / "regions.gpkg")
+
+
+def finite_scores(row):
+    return all(0 <= row[k] <= 1 for k in ("precision", "recall", "f1", "iou", "f1_per_chip"))
+
+
+def test_small_model_study_produces_its_table(training_stack, tmp_path):
+    torch.set_num_threads(2)
+    stack, slumps = training_stack
+    runs = [
+        StudyRun("3-layer CNN [paper]", "cnn3", PAPER),
+        StudyRun("U-Net ResNet-34 [rgb]", "unet_resnet34", ("RED", "GREEN", "BLUE")),
+        StudyRun("FusionSA-SegFormer [paper]", "fusion_sa_segformer", PAPER),
+    ]
+    seen = []
+    res = run_model_study(runs, QUICK, [0], str(tmp_path), stack, slumps, progress=seen.append)
+    assert [r["model"] for r in res.rows] == [r.label for r in runs] and not res.canceled
+    assert all(finite_scores(r) for r in res.rows)
+    assert [r["bands"] for r in res.rows] == [13, 3, 13] and all(r["params"] > 0 for r in res.rows)
+    assert [s["rank"] for s in res.summary] == [1, 2, 3]
+    assert [s["f1"] for s in res.summary] == sorted((s["f1"] for s in res.summary), reverse=True)
+    assert seen and max(seen) <= 100 and seen[-1] > 60
+    html = study_report(str(tmp_path / "study.html"), res, {"epochs": 2})
+    assert open(html).read().count("<img") == 2
+
+
+def test_model_study_cancel_keeps_finished_rows(training_stack, tmp_path):
+    stack, slumps = training_stack
+    calls = {"n": 0}
+
+    def cancel_after_first_run():
+        return len(done) >= 1
+
+    done = []
+    runs = [StudyRun("CNN", "cnn3", PAPER), StudyRun("CNN again", "cnn3", PAPER)]
+    res = run_model_study(
+        runs, QUICK, [0], str(tmp_path), stack, slumps, is_canceled=cancel_after_first_run,
+        log=lambda m: done.append(m) if "test F1" in m else None,
+    )  # fmt: skip
+    del calls
+    assert res.canceled and len(res.rows) == 1 and res.rows[0]["model"] == "CNN"
+
+
+def test_model_study_refuses_unknown_architectures(training_stack, tmp_path):
+    with pytest.raises(RtsFusionError, match="Unknown architecture"):
+        run_model_study([StudyRun("x", "resnet9000")], QUICK, [0], str(tmp_path), *training_stack)
+
+
+def test_regions_of_the_sample_differ_and_split(region_scene, tmp_path):
+    stack, _, regions = region_scene
+    folds = split_regions(regions, "region", str(tmp_path))
+    assert [f[0] for f in folds] == ["west", "centre", "east"]
+    import rasterio
+
+    with rasterio.open(stack) as ds:
+        dem = ds.read(list(ds.descriptions).index("DEM") + 1)
+    thirds = np.array_split(dem, 3, axis=1)
+    relief = [float(np.std(t - np.mean(t))) for t in thirds]
+    assert relief[2] > relief[0]  # the east strip is rougher than the west one
+
+
+def test_spatial_transfer_leaves_each_region_out(region_scene, tmp_path):
+    stack, slumps, regions = region_scene
+    res = spatial_transfer(stack, slumps, regions, "region", QUICK, bands=PAPER, workdir=str(tmp_path))
+    assert [r["test"] for r in res.rows[:3]] == ["west", "centre", "east"] and res.rows[3]["fold"] == "mean over folds"
+    assert all(finite_scores(r) for r in res.rows)
+    assert math.isclose(res.rows[3]["f1"], np.mean([r["f1"] for r in res.rows[:3]]), abs_tol=1e-3)
+
+
+def test_temporal_transfer_between_years(tmp_path):
+    years = {}
+    for year in (2019, 2024):
+        scene = generate_sample_scene(str(tmp_path / str(year)), size=256, seed=4, year=year)
+        years[year] = (fuse(scene, tmp_path / f"stack_{year}.tif"), scene.slumps, scene.slump_fraction)
+    assert years[2019][2] < years[2024][2]  # the slumps grew
+    from dataclasses import replace
+
+    cfg = replace(QUICK, block_size=64)  # small blocks: a 256 px scene still has validation and test blocks
+    res = temporal_transfer(
+        years[2019][:2], [("2024", *years[2024][:2])], cfg, bands=PAPER, workdir=str(tmp_path), train_label="2019"
+    )
+    assert [r["fold"] for r in res.rows] == ["2019 (held-out test split)", "2019 → 2024"]
+    assert all(finite_scores(r) for r in res.rows) and res.rows[1]["chips"] > 0
