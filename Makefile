@@ -30,4 +30,5 @@ bench: setup
 	$(PY) bench/bench_detect.py
 
 bench-models: setup
+	$(PY) bench/model_study.py
 	$(PY) bench/compare_models.py
