@@ -292,7 +292,7 @@ def spatial_transfer(
                 "fold": f"held out: {name}",
                 "train": "other regions",
                 "test": name,
-                "in_sample_f1": round(float(result.card.metrics.get("test", {}).get("f1", float("nan"))), 4),
+                "in_sample_f1": _in_sample_f1(result.card),
                 **_score_row(scores),
                 "chips": scores["chips"],
             }
@@ -302,6 +302,17 @@ def spatial_transfer(
     if rows:
         rows.append(_overall(rows))
     return TransferResult(rows, canceled)
+
+
+def _held_out_has_slumps(card: ModelCard) -> bool:
+    """Whether the training run's own test split held slump pixels (else its scores say nothing)."""
+    return int(card.training.get("split", {}).get("rts_pixels", {}).get("test", 1)) > 0
+
+
+def _in_sample_f1(card: ModelCard) -> float:
+    if not _held_out_has_slumps(card):
+        return float("nan")
+    return round(float(card.metrics.get("test", {}).get("f1", float("nan"))), 4)
 
 
 def _overall(rows: list[dict]) -> dict:
@@ -337,24 +348,28 @@ def temporal_transfer(
     from .package import load_package
 
     model, card = load_package(out)
+    own = (
+        {"pooled": result.card.metrics.get("test", {}), "per_chip": result.card.metrics.get("test_per_chip", {})}
+        if _held_out_has_slumps(result.card)
+        else {}  # no slump in the held-out split: scores of 1.0 on empty ground would mislead; NaN instead
+    )
     rows = [
         {
             "fold": f"{train_label} (held-out test split)",
             "train": train_label,
             "test": train_label,
-            "in_sample_f1": round(float(result.card.metrics.get("test", {}).get("f1", float("nan"))), 4),
-            **_score_row({"pooled": result.card.metrics.get("test", {}),
-                          "per_chip": result.card.metrics.get("test_per_chip", {})}),
-            "chips": 0,
+            "in_sample_f1": _in_sample_f1(result.card),
+            **_score_row(own),
+            "chips": int(result.card.training.get("split", {}).get("chips", {}).get("test", 0)),
         }
-    ]  # fmt: skip
+    ]
     for k, (label, stack, inventory) in enumerate(tests):
         if is_canceled():
             return TransferResult(rows, True)
         scores = evaluate_area(model, card, stack, inventory, None, cfg.device)
         rows.append(
-            {"fold": f"{train_label} → {label}", "train": train_label, "test": label, "in_sample_f1": rows[0]["f1"],
-             **_score_row(scores), "chips": scores["chips"]}
+            {"fold": f"{train_label} → {label}", "train": train_label, "test": label,
+             "in_sample_f1": rows[0]["in_sample_f1"], **_score_row(scores), "chips": scores["chips"]}
         )  # fmt: skip
         log(f"    {label}: F1 {rows[-1]['f1']:.3f}, IoU {rows[-1]['iou']:.3f}")
         progress(80 + 20 * (k + 1) / len(tests))

@@ -392,6 +392,12 @@ def train_from_stack(
     else:
         split = random_split(scene, chip, fractions, cfg.seed)
     log(f"Split: {split.report}")
+    for name in ("val", "test"):
+        if split.report.get("rts_pixels", {}).get(name, 1) == 0:
+            log(
+                f"Warning: the {name} split holds no slump pixel, so its scores say nothing about slumps; use "
+                "smaller blocks, another seed or a larger area."
+            )
     positions, weights = training_positions(scene, split, chip)
     if not positions or not split.chips["val"]:
         raise RtsFusionError(

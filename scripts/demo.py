@@ -6,6 +6,8 @@
 4. Evaluate the mapped slumps against the scene's outlines and print the metrics and where the outputs are.
 5. Analyse the unseen scene's multi-year inventory: where slumps occur (frequency ratios), how NDVI and LST
    change inside them (Sen's slope, Mann-Kendall), and what changed between 2019 and 2024.
+6. Quick experiments (small budgets; skip with --no-experiments): a three-model comparison, spatial transfer
+   across the regions of a three-region scene, temporal transfer from 2019 to 2024.
 """
 
 from __future__ import annotations
@@ -111,6 +113,77 @@ def inventory_analysis(processing, scene: dict, out: Path) -> None:
     )
 
 
+def experiments(processing, train_scene: dict, out: Path) -> None:
+    """A small model comparison, spatial transfer over three regions and temporal transfer 2019 → 2024."""
+    quick = {"EPOCHS": 8, "CHIPS_PER_EPOCH": 64, "TILE_SIZE": 64, "DEVICE": 0}
+    stack = str(out / "train_scene" / "fused_stack.tif")
+    study = processing.run(
+        "rtsfusion:modelstudy",
+        {
+            "STACK": stack,
+            "INVENTORY": train_scene["SLUMPS"],
+            "ARCHITECTURES": [0, 7, 12],  # 3-layer CNN, SegFormer, FusionSA-SegFormer
+            "BAND_SETS": [0, 1],  # RGB and the paper preset
+            "SEEDS": "0",
+            **quick,
+            "OUTPUT": "memory:",
+            "HTML": str(out / "model_study.html"),
+        },
+    )
+    print("\nModel comparison (held-out test split; quick budget):")
+    for r in sorted(_rows(study["OUTPUT"]), key=lambda r: -r["f1"]):
+        print(f"  {r['model']:<40} F1 {r['f1']:.3f}  per chip {r['f1_per_chip']:.3f}  IoU {r['iou']:.3f}")
+
+    def fused(folder: Path, **scene) -> tuple[dict, str]:
+        s = processing.run("rtsfusion:samplescene", {"SIZE": 384, "FOLDER": str(folder), **scene})
+        fused_stack = processing.run(
+            "rtsfusion:alignfuse",
+            {
+                "OPTICAL": s["OPTICAL"],
+                "THERMAL": s["THERMAL"],
+                "DEM": s["DEM"],
+                "TEMPERATURE_SERIES": s["TEMPERATURE_SERIES"],
+                "OUTPUT": str(folder / "fused_stack.tif"),
+            },
+        )["OUTPUT"]
+        return s, fused_stack
+
+    regions, regions_stack = fused(out / "regions_scene", SEED=16, REGIONS=3)
+    spatial = processing.run(
+        "rtsfusion:spatialtransfer",
+        {
+            "STACK": regions_stack,
+            "INVENTORY": regions["SLUMPS"],
+            "REGIONS": regions["REGIONS_LAYER"],
+            "REGION_FIELD": "region",
+            "BAND_SET": 1,
+            **quick,
+            "OUTPUT": "memory:",
+        },
+    )
+    print("Spatial transfer (train on two regions, test on the third):")
+    for r in _rows(spatial["OUTPUT"]):
+        print(f"  {r['fold']:<22} F1 {r['f1']:.3f}  IoU {r['iou']:.3f}  (in-sample F1 {r['in_sample_f1']:.3f})")
+    early, early_stack = fused(out / "scene_2019", SEED=6, YEAR=2019)
+    late, late_stack = fused(out / "scene_2024", SEED=6, YEAR=2024)
+    temporal = processing.run(
+        "rtsfusion:temporaltransfer",
+        {
+            "TRAIN_STACK": early_stack,
+            "TRAIN_INVENTORY": early["SLUMPS"],
+            "TEST_STACKS": [late_stack],
+            "TEST_INVENTORIES": [late["SLUMPS"]],
+            "LABELS": "2019,2024",
+            "BAND_SET": 1,
+            **quick,
+            "OUTPUT": "memory:",
+        },
+    )
+    print("Temporal transfer:")
+    for r in _rows(temporal["OUTPUT"]):
+        print(f"  {r['fold']:<28} F1 {r['f1']:.3f}  IoU {r['iou']:.3f}")
+
+
 def main() -> int:
     """Run the demo; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -118,6 +191,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512, help="sample scene size in pixels")
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (cached model reused)")
     parser.add_argument("--retrain", action="store_true", help="train again even if a cached model exists")
+    parser.add_argument("--no-experiments", action="store_true", help="skip the quick experiments (step 6)")
     args = parser.parse_args()
     app = start_qgis()
     provider = register_provider()
@@ -211,6 +285,8 @@ def main() -> int:
         per_chip_text = f"{per_chip:>10.3f}" if isinstance(per_chip, float) else f"{'':>10}"
         print(f"{f['metric']:<34}{f['pooled']:>10.3f}{per_chip_text}")
     inventory_analysis(processing, map_scene, out)
+    if not args.no_experiments:
+        experiments(processing, train_scene, out)
     print("\nOutputs:")
     for label, path in (
         ("fused stack", mapped["STACK"]),
@@ -223,6 +299,7 @@ def main() -> int:
         ("inventory report", str(out / "inventory_statistics.html")),
         ("trends report", str(out / "temporal_trends.html")),
         ("slump changes", str(out / "slump_changes_2019_2024.gpkg")),
+        ("model comparison", str(out / "model_study.html")),
     ):
         print(f"  {label:<18} {path}")
     print(f"Done in {time.perf_counter() - t0:.0f} s.")
