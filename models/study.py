@@ -407,3 +407,117 @@ def settings_of(cfg: TrainConfig, **extra) -> dict:
     d = {k: v for k, v in asdict(cfg).items() if k not in ("architecture", "seed", "encoder_weights")}
     d.update(extra)
     return d
+
+
+# ----- transfer over a chip manifest (the study's layout: region and year columns) ------------------------------
+def _manifest_rows(manifest: str) -> tuple[list[dict], list[str]]:
+    import csv
+    from pathlib import Path
+
+    from .data import MANIFEST_FIXED, _resolve
+
+    base = Path(manifest).resolve().parent
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows, fields = list(reader), list(reader.fieldnames or [])
+    if not rows:
+        raise RtsFusionError(f"The manifest '{manifest}' has no rows.")
+    path_cols = [c for c in fields if c not in MANIFEST_FIXED - {"optical_path", "mask_path"}]
+    for row in rows:  # absolute paths, so subsets written elsewhere still find their files
+        for c in path_cols:
+            row[c] = _resolve(row[c], base)
+    return rows, fields
+
+
+def _write_manifest(path: str, rows: list[dict], fields: list[str], split: str | None) -> str:
+    import csv
+
+    fields = [f for f in fields if f != "split"] + (["split"] if split else [])
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, **({"split": split} if split else {})})
+    return path
+
+
+def _evaluate_manifest(model: torch.nn.Module, card: ModelCard, manifest: str, device: str) -> dict:
+    """Pooled and per-chip scores on every chip of a manifest."""
+    import numpy as np
+
+    from .data import load_manifest
+    from .train import _Chips, evaluate
+
+    chips = load_manifest(manifest)
+    if chips.bands != card.bands:
+        raise RtsFusionError(f"The held-out chips have bands {chips.bands}, the model {card.bands}.")
+    valid = np.isfinite(chips.image).all(axis=1)
+    dev = resolve_device(device)
+    summary, _ = evaluate(model.to(dev), _Chips(chips.image, chips.label, valid), card.normalization, card.bands,
+                          card.threshold, dev)  # fmt: skip
+    return {**summary, "chips": len(chips.image)}
+
+
+def manifest_transfer(
+    manifest: str,
+    column: str,
+    cfg: TrainConfig,
+    train_value: str | None = None,
+    workdir: str | None = None,
+    progress: ProgressFn | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TransferResult:
+    """Transfer over a manifest column (the study's chip layout has "region" and "year" columns).
+
+    Without train_value, each value is left out in turn (spatial transfer, e.g. column "region"); with it, the
+    model trains on that value's chips and is tested on every other value's (temporal, e.g. column "year").
+
+    Raises:
+        RtsFusionError: a missing column, fewer than two values, or an unknown train value.
+
+    """
+    from .package import load_package
+
+    progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
+    rows, fields = _manifest_rows(manifest)
+    if column not in fields:
+        raise RtsFusionError(f"The manifest has no column '{column}'; columns: {', '.join(fields)}.")
+    values = list(dict.fromkeys(r[column] for r in rows))
+    if len(values) < 2:
+        raise RtsFusionError(f"The column '{column}' has a single value ({values[0]}); transfer needs two or more.")
+    if train_value is not None and train_value not in values:
+        raise RtsFusionError(f"'{train_value}' is not a value of '{column}' ({', '.join(values)}).")
+    workdir = workdir or tempfile.mkdtemp(prefix="rts_transfer_")
+    os.makedirs(workdir, exist_ok=True)
+    folds = [(v, [t for t in values if t != v]) for v in values] if train_value is None else [(None, [train_value])]
+    out_rows: list[dict] = []
+    for k, (held_out, train_values) in enumerate(folds):
+        if is_canceled():
+            return TransferResult(out_rows, True)
+        train_rows = [r for r in rows if r[column] in train_values]
+        train_manifest = _write_manifest(os.path.join(workdir, f"train_{k}.csv"), train_rows, fields, None)
+        package = os.path.join(workdir, f"fold_{k}.safetensors")
+        log(f"[{k + 1}/{len(folds)}] train on {column} = {', '.join(train_values)}")
+        try:
+            result = train_from_manifest(train_manifest, package, cfg, progress=_sub_progress(progress, k, len(folds)),
+                                         is_canceled=is_canceled)  # fmt: skip
+        except OperationCanceled:
+            return TransferResult(out_rows, True)
+        model, card = load_package(package)
+        tests = [held_out] if held_out is not None else [v for v in values if v != train_value]
+        for v in tests:
+            test_manifest = _write_manifest(
+                os.path.join(workdir, f"test_{k}_{len(out_rows)}.csv"), [r for r in rows if r[column] == v], fields,
+                "test",
+            )  # fmt: skip
+            scores = _evaluate_manifest(model, card, test_manifest, cfg.device)
+            out_rows.append(
+                {"fold": f"held out: {v}" if held_out is not None else f"{train_value} → {v}",
+                 "train": ", ".join(train_values), "test": v, "in_sample_f1": _in_sample_f1(result.card),
+                 **_score_row(scores), "chips": scores["chips"]}
+            )  # fmt: skip
+            log(f"    {v}: F1 {out_rows[-1]['f1']:.3f}, IoU {out_rows[-1]['iou']:.3f}")
+    if train_value is None and out_rows:
+        out_rows.append(_overall(out_rows))
+    return TransferResult(out_rows, False)

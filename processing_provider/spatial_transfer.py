@@ -6,10 +6,13 @@ import tempfile
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterField,
+    QgsProcessingParameterFile,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsProcessingParameterVectorLayer,
 )
 
@@ -35,16 +38,28 @@ class SpatialTransferAlgorithm(RtsAlgorithm):
             "polygon layer, grouped by a field when one is given. For each region in turn, a model is trained "
             "on the other regions (their own blocked split picks the best epoch) and tested on the held-out "
             "region: precision, recall, F1 and IoU, pooled and averaged per chip, per fold and as the mean over "
-            "folds; in_sample_f1 is the score on the training regions' own test split, for comparison."
+            "folds; in_sample_f1 is the score on the training regions' own test split, for comparison.<br>"
+            "With a chip manifest (the study's layout), regions are the values of its region column."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
-        self.addParameter(QgsProcessingParameterRasterLayer("STACK", "Fused stack"))
+        self.addParameter(QgsProcessingParameterRasterLayer("STACK", "Fused stack", optional=True))
         self.addParameter(
-            QgsProcessingParameterVectorLayer("INVENTORY", "Slump inventory", [QgsProcessing.TypeVectorPolygon])
+            QgsProcessingParameterVectorLayer(
+                "INVENTORY", "Slump inventory", [QgsProcessing.TypeVectorPolygon], optional=True
+            )
         )
         self.addParameter(
-            QgsProcessingParameterVectorLayer("REGIONS", "Regions (polygons)", [QgsProcessing.TypeVectorPolygon])
+            QgsProcessingParameterVectorLayer(
+                "REGIONS", "Regions (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile("MANIFEST", "Or: chip manifest (instead of stack, inventory, regions)",
+                                       optional=True)
+        )  # fmt: skip
+        self.addParameter(
+            QgsProcessingParameterString("MANIFEST_COLUMN", "Manifest region column", "region", optional=True)
         )
         self.addParameter(
             QgsProcessingParameterField("REGION_FIELD", "Region field (empty: each feature)", None, "REGIONS",
@@ -56,8 +71,18 @@ class SpatialTransferAlgorithm(RtsAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
-        from ..models.study import spatial_transfer
+        from ..models.study import manifest_transfer, spatial_transfer
 
+        manifest = self.parameterAsFile(parameters, "MANIFEST", context)
+        if manifest:
+            cfg, _ = read_training_parameters(self, parameters, context)
+            column = self.parameterAsString(parameters, "MANIFEST_COLUMN", context) or "region"
+            result = run_core(feedback, manifest_transfer, manifest, column, cfg, log=feedback.pushInfo)
+            dest = write_table(self, parameters, "OUTPUT", context, result.rows)
+            return {"OUTPUT": dest, "MEAN_F1": result.rows[-1]["f1"] if result.rows else float("nan")}
+        for name in ("STACK", "INVENTORY", "REGIONS"):
+            if not parameters.get(name):
+                raise QgsProcessingException("Give a fused stack, an inventory and regions, or a chip manifest.")
         stack = layer_path(self.parameterAsRasterLayer(parameters, "STACK", context), "fused stack")
         inventory = vector_path(self.parameterAsVectorLayer(parameters, "INVENTORY", context), "inventory")
         regions = vector_path(self.parameterAsVectorLayer(parameters, "REGIONS", context), "regions")

@@ -9,6 +9,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -37,24 +38,39 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
             "inventories of the same places (pair them in the same order; labels default to the layer names). "
             "Reports precision, recall, F1 and IoU, pooled and per chip, for the training year's own held-out "
             "test split and for each other year. The study found its model held up in other years (overall "
-            "accuracy above 0.90)."
+            "accuracy above 0.90).<br>With a chip manifest (the study's layout), give its year column and the "
+            "training year: the model trains on that year's chips and is tested on every other year's."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
-        self.addParameter(QgsProcessingParameterRasterLayer("TRAIN_STACK", "Training year: fused stack"))
+        self.addParameter(QgsProcessingParameterRasterLayer("TRAIN_STACK", "Training year: fused stack", optional=True))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "TRAIN_INVENTORY", "Training year: slump inventory", [QgsProcessing.TypeVectorPolygon]
+                "TRAIN_INVENTORY", "Training year: slump inventory", [QgsProcessing.TypeVectorPolygon], optional=True
             )
-        )
-        self.addParameter(
-            QgsProcessingParameterMultipleLayers("TEST_STACKS", "Other years: fused stacks", QgsProcessing.TypeRaster)
         )
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
-                "TEST_INVENTORIES", "Other years: slump inventories (same order)", QgsProcessing.TypeVectorPolygon
+                "TEST_STACKS", "Other years: fused stacks", QgsProcessing.TypeRaster, optional=True
             )
         )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "TEST_INVENTORIES", "Other years: slump inventories (same order)", QgsProcessing.TypeVectorPolygon,
+                optional=True,
+            )
+        )  # fmt: skip
+        self.addParameter(
+            QgsProcessingParameterFile("MANIFEST", "Or: chip manifest (instead of stacks and inventories)",
+                                       optional=True)
+        )  # fmt: skip
+        self.addParameter(
+            QgsProcessingParameterString("MANIFEST_COLUMN", "Manifest year column", "year", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterString("TRAIN_VALUE", "Manifest: training year (a value of the column)",
+                                         optional=True)
+        )  # fmt: skip
         self.addParameter(
             QgsProcessingParameterString(
                 "LABELS", "Labels: training year, then the others (comma-separated)", optional=True
@@ -66,8 +82,23 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
-        from ..models.study import temporal_transfer
+        from ..models.study import manifest_transfer, temporal_transfer
 
+        manifest = self.parameterAsFile(parameters, "MANIFEST", context)
+        if manifest:
+            train_value = self.parameterAsString(parameters, "TRAIN_VALUE", context).strip()
+            if not train_value:
+                raise QgsProcessingException("With a manifest, give the training year (a value of its year column).")
+            cfg, _ = read_training_parameters(self, parameters, context)
+            column = self.parameterAsString(parameters, "MANIFEST_COLUMN", context) or "year"
+            result = run_core(
+                feedback, manifest_transfer, manifest, column, cfg, train_value=train_value, log=feedback.pushInfo
+            )
+            dest = write_table(self, parameters, "OUTPUT", context, result.rows)
+            transfer = [r["f1"] for r in result.rows]
+            return {"OUTPUT": dest, "MEAN_TRANSFER_F1": sum(transfer) / len(transfer) if transfer else float("nan")}
+        if not parameters.get("TRAIN_STACK") or not parameters.get("TRAIN_INVENTORY"):
+            raise QgsProcessingException("Give the training year's stack and inventory, or a chip manifest.")
         train_stack = layer_path(self.parameterAsRasterLayer(parameters, "TRAIN_STACK", context), "training stack")
         train_inv = vector_path(self.parameterAsVectorLayer(parameters, "TRAIN_INVENTORY", context), "inventory")
         stacks = self.parameterAsLayerList(parameters, "TEST_STACKS", context)

@@ -123,3 +123,66 @@ def test_temporal_transfer_between_years(tmp_path):
     )
     assert [r["fold"] for r in res.rows] == ["2019 (held-out test split)", "2019 → 2024"]
     assert all(finite_scores(r) for r in res.rows) and res.rows[1]["chips"] > 0
+
+
+@pytest.fixture(scope="module")
+def chip_manifest(tmp_path_factory):
+    """The study's chip layout over two years and two regions (west / east halves) of a sample scene."""
+    import csv
+
+    import rasterio
+    from rts_fusion.models.data import load_scene
+
+    tmp_path = tmp_path_factory.mktemp("chips")
+    chip, factors, rows = 64, ["DEM", "LST", "NDVI"], []
+    for year in (2019, 2024):
+        scene = generate_sample_scene(str(tmp_path / str(year)), size=384, seed=6, year=year)
+        data = load_scene(fuse(scene, tmp_path / f"stack_{year}.tif"), scene.slumps, PAPER)
+        for r in range(0, 384, chip):
+            for c in range(0, 384, chip):
+                stem = f"{year}_{r}_{c}"
+                img = data.image[:, r : r + chip, c : c + chip]
+                row = {"year": year, "region": "west" if c < 192 else "east", "stem": stem}
+                mask = data.label[r : r + chip, c : c + chip][None]
+                layers = [("optical_path", img[[0, 1, 2]]), ("mask_path", mask)]
+                for name, arr in layers + [(f, img[PAPER.index(f)][None]) for f in factors]:
+                    path = tmp_path / f"{name}_{stem}.tif"
+                    with rasterio.open(path, "w", driver="GTiff", width=chip, height=chip, count=arr.shape[0],
+                                       dtype=arr.dtype.name) as dst:  # fmt: skip
+                        dst.write(arr)
+                    row[name] = path.name
+                rows.append(row)
+    manifest = tmp_path / "chips.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(manifest)
+
+
+def test_manifest_transfer_by_region_and_by_year(chip_manifest, tmp_path):
+    """A manifest with region and year columns drives both transfer experiments."""
+    from rts_fusion.models.study import manifest_transfer
+
+    spatial = manifest_transfer(chip_manifest, "region", QUICK, workdir=str(tmp_path / "s"))
+    assert [r["fold"] for r in spatial.rows] == ["held out: west", "held out: east", "mean over folds"]
+    assert [r["chips"] for r in spatial.rows[:2]] == [36, 36] and all(finite_scores(r) for r in spatial.rows)
+    temporal = manifest_transfer(chip_manifest, "year", QUICK, train_value="2019", workdir=str(tmp_path / "t"))
+    assert [r["fold"] for r in temporal.rows] == ["2019 → 2024"] and temporal.rows[0]["chips"] == 36
+    with pytest.raises(RtsFusionError, match="no column 'site'"):
+        manifest_transfer(chip_manifest, "site", QUICK)
+
+
+def test_transfer_algorithms_take_a_manifest(provider, chip_manifest):
+    import processing
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    def rows(out):
+        layer = out if isinstance(out, QgsVectorLayer) else QgsProject.instance().mapLayer(out)
+        return [f.attributes() for f in layer.getFeatures()]
+
+    quick = {"EPOCHS": 1, "CHIPS_PER_EPOCH": 16, "DEVICE": 1, "OUTPUT": "memory:"}
+    spatial = processing.run("rtsfusion:spatialtransfer", {"MANIFEST": chip_manifest, **quick})
+    assert [r[0] for r in rows(spatial["OUTPUT"])] == ["held out: west", "held out: east", "mean over folds"]
+    temporal = processing.run("rtsfusion:temporaltransfer", {"MANIFEST": chip_manifest, "TRAIN_VALUE": "2019", **quick})
+    assert [r[0] for r in rows(temporal["OUTPUT"])] == ["2019 → 2024"] and 0 <= temporal["MEAN_TRANSFER_F1"] <= 1
