@@ -190,7 +190,10 @@ def _fit(
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    model = build_model(model_cfg)
+    try:
+        model = build_model(model_cfg)
+    except ValueError as exc:  # unknown architecture or encoder, bands a model cannot take: explained
+        raise RtsFusionError(str(exc)) from exc
     if cfg.encoder_weights:
         counts = load_encoder_weights(model, cfg.encoder_weights)
         log(f"Encoder weights from {cfg.encoder_weights}: {counts}")

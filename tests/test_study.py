@@ -186,3 +186,9 @@ def test_transfer_algorithms_take_a_manifest(provider, chip_manifest):
     assert [r[0] for r in rows(spatial["OUTPUT"])] == ["held out: west", "held out: east", "mean over folds"]
     temporal = processing.run("rtsfusion:temporaltransfer", {"MANIFEST": chip_manifest, "TRAIN_VALUE": "2019", **quick})
     assert [r[0] for r in rows(temporal["OUTPUT"])] == ["2019 → 2024"] and 0 <= temporal["MEAN_TRANSFER_F1"] <= 1
+
+
+def test_a_model_that_cannot_take_the_bands_is_explained(training_stack, tmp_path):
+    runs = [StudyRun("DS on RGB", "fusion_sa_segformer_ds", ("RED", "GREEN", "BLUE"))]
+    with pytest.raises(RtsFusionError, match="needs both optical and auxiliary bands"):
+        run_model_study(runs, QUICK, [0], str(tmp_path), *training_stack)
