@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -388,12 +389,20 @@ def study_report(path: str, result: StudyResult, settings: dict) -> str:
     sections.append(("Models (mean over seeds, best F1 first)", report.table(result.summary)))
     sections.append(("Every run", report.table(result.rows)))
     curves = []
+    import numpy as np
+
     for key, ylabel in (("f1", "validation F1"), ("train_loss", "training loss")):
-        series = {label: [h.get(key, float("nan")) for h in hist] for label, hist in result.histories.items()}
-        if not series:
+        per_run = {label: [h.get(key, float("nan")) for h in hist] for label, hist in result.histories.items()}
+        if not per_run:
             continue
-        n = max(len(v) for v in series.values())
-        series = {k: v + [float("nan")] * (n - len(v)) for k, v in series.items()}
+        n = max(len(v) for v in per_run.values())
+        # One curve per model: the mean over its seeds (runs are keyed "model (seed s)").
+        grouped: dict[str, list[list[float]]] = {}
+        for label, values in per_run.items():
+            grouped.setdefault(label.rsplit(" (seed ", 1)[0], []).append(values + [float("nan")] * (n - len(values)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # epochs no seed reached (early stop): NaN
+            series = {label: np.nanmean(np.array(v, float), axis=0).tolist() for label, v in grouped.items()}
         png = os.path.join(folder, f"{key}.png")
         report.line_chart(png, list(range(1, n + 1)), series, f"Learning curves: {ylabel}", "epoch")
         curves.append(report.image(png, path))
