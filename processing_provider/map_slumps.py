@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from qgis.core import (
@@ -84,6 +85,11 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         )
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of slumps"))
 
+    @staticmethod
+    def _check_canceled(feedback) -> None:
+        if feedback.isCanceled():
+            raise QgsProcessingException("Cancelled by the user; outputs were removed.")
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
         from ..models.inference import InferenceOptions, predict_stack
@@ -100,27 +106,32 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         inputs, grid, radius = self.read_inputs(parameters, context)
         stack = self.parameterAsOutputLayer(parameters, self.STACK, context)
         run_core(steps, build_fused_stack, inputs, card.bands, stack, grid_options=grid, terrain_radius_m=radius)
-        if steps.isCanceled() or feedback.isCanceled():
-            return {}
-        steps.setCurrentStep(1)
         threshold = optional_number(self, parameters, self.THRESHOLD, context)
         prob = self.parameterAsOutputLayer(parameters, self.PROBABILITY, context)
         mask = self.parameterAsOutputLayer(parameters, self.MASK, context)
-        options = InferenceOptions(
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], threshold=threshold
-        )
-        run_core(steps, predict_stack, model, card, stack, prob, mask, options, log=feedback.pushInfo)
-        if feedback.isCanceled():
-            return {}
-        steps.setCurrentStep(2)
         output = self.parameterAsOutputLayer(parameters, self.POLYGONS, context)
         gpkg = output if output.lower().endswith(".gpkg") else os.path.splitext(output)[0] + "_tmp.gpkg"
-        opts = PolygonizeOptions(
-            threshold=card.threshold if threshold is None else threshold,
-            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-            fill_holes_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context) / 2,
-        )
-        count = run_core(steps, polygonize, prob, gpkg, opts, stack_path=stack)
+        try:
+            self._check_canceled(feedback)
+            steps.setCurrentStep(1)
+            options = InferenceOptions(
+                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], threshold=threshold
+            )
+            run_core(steps, predict_stack, model, card, stack, prob, mask, options, log=feedback.pushInfo)
+            self._check_canceled(feedback)
+            steps.setCurrentStep(2)
+            opts = PolygonizeOptions(
+                threshold=card.threshold if threshold is None else threshold,
+                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+                fill_holes_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context) / 2,
+            )
+            count = run_core(steps, polygonize, prob, gpkg, opts, stack_path=stack)
+        except QgsProcessingException:
+            if feedback.isCanceled():  # a cancelled run leaves nothing behind, not even its finished stack
+                for path in {stack, prob, mask, gpkg}:
+                    with contextlib.suppress(OSError):
+                        os.remove(path)
+            raise
         write_vector_output(gpkg, output)
         feedback.pushInfo(f"{count} thaw slumps mapped.")
         style_on_load(context, prob, "probability")

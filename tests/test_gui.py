@@ -249,3 +249,35 @@ def test_dock_band_importance_fills_the_chart(provider, qgis_iface, training_sta
         dock.deleteLater()
     finally:
         QgsProject.instance().removeAllMapLayers()
+
+
+def test_dock_cancel_during_a_run_stops_it(provider, qgis_iface, tiny_model, tmp_path):
+    from rts_fusion.core.synthetic import generate_sample_scene
+
+    scene = generate_sample_scene(str(tmp_path / "big"), size=512, seed=3)
+    layers = {
+        "optical": QgsRasterLayer(scene.optical, "optical"),
+        "thermal": QgsRasterLayer(scene.thermal, "thermal"),
+        "dem": QgsRasterLayer(scene.dem, "dem"),
+        "series": QgsRasterLayer(scene.temperature_series, "series"),
+    }
+    QgsProject.instance().addMapLayers(list(layers.values()))
+    try:
+        dock = make_dock(qgis_iface, layers, tiny_model)
+        out = tmp_path / "out"
+        dock.output_folder.setFilePath(str(out))
+        dock.device.setCurrentIndex(1)
+        assert dock.run_mapping() is True
+        t0 = time.time()
+        while dock.progress.value() < 3 and dock.task is not None:  # wait until the run is under way
+            QCoreApplication.processEvents()
+            time.sleep(0.01)
+            assert time.time() - t0 < 120
+        assert dock.task is not None, "the run ended before it could be cancelled"
+        dock.cancel()
+        wait_for(dock)
+        assert dock.last_success is False and dock.status.text() == "Cancelled."
+        assert sorted(p.name for p in out.iterdir()) == []  # nothing left, not even the finished stack
+        dock.deleteLater()
+    finally:
+        QgsProject.instance().removeAllMapLayers()
