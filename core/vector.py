@@ -76,14 +76,8 @@ def write_polygons(
     ds = None  # noqa: F841 - closing the data source flushes it
 
 
-def read_polygons(
-    path: str, target_crs_wkt: str | None = None, layer_name: str | None = None
-) -> list[list[list[tuple[float, float]]]]:
-    """Read every polygon of a layer (the first by default) as lists of rings, optionally reprojected.
-
-    A path may carry QGIS's '|layername=NAME' suffix. Multipolygons are split into their parts.
-    Returns a list of polygons, each [exterior, *holes].
-    """
+def _open_layer(path: str, layer_name: str | None = None) -> tuple[ogr.DataSource, ogr.Layer]:
+    """Open a layer (the first by default; a path may carry QGIS's '|layername=NAME'); keep the data source."""
     path, _, suffix = path.partition("|")
     if suffix.startswith("layername="):
         layer_name = layer_name or suffix.split("=", 1)[1]
@@ -93,23 +87,19 @@ def read_polygons(
     layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
     if layer is None:
         raise ValueError(f"'{path}' has no layer {layer_name!r}.")
-    transform = None
-    if target_crs_wkt:
-        src = layer.GetSpatialRef()
-        dst = osr.SpatialReference()
-        dst.ImportFromWkt(target_crs_wkt)
-        dst.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-        if src is not None:
-            src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-            transform = osr.CoordinateTransformation(src, dst)
+    return ds, layer
+
+
+def read_polygons(
+    path: str, target_crs_wkt: str | None = None, layer_name: str | None = None
+) -> list[list[list[tuple[float, float]]]]:
+    """Read every polygon of a layer (the first by default) as lists of rings, optionally reprojected.
+
+    A path may carry QGIS's '|layername=NAME' suffix. Multipolygons are split into their parts.
+    Returns a list of polygons, each [exterior, *holes].
+    """
     out = []
-    for feat in layer:
-        geom = feat.GetGeometryRef()
-        if geom is None:
-            continue
-        geom = geom.Clone()
-        if transform is not None:
-            geom.Transform(transform)
+    for _, geom in read_geometries(path, target_crs_wkt, layer_name):
         if ogr.GT_Flatten(geom.GetGeometryType()) == ogr.wkbPolygon:
             parts = [geom]
         else:
@@ -131,15 +121,7 @@ def read_geometries(
 
     A path may carry QGIS's '|layername=NAME' suffix. Features without geometry are skipped.
     """
-    path, _, suffix = path.partition("|")
-    if suffix.startswith("layername="):
-        layer_name = layer_name or suffix.split("=", 1)[1]
-    ds = ogr.Open(path)
-    if ds is None:
-        raise ValueError(f"Cannot open vector file '{path}'.")
-    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
-    if layer is None:
-        raise ValueError(f"'{path}' has no layer {layer_name!r}.")
+    _ds, layer = _open_layer(path, layer_name)  # the data source must outlive the layer's use
     transform = None
     if target_crs_wkt and layer.GetSpatialRef() is not None:
         src = layer.GetSpatialRef().Clone()
@@ -162,10 +144,6 @@ def read_geometries(
 
 def layer_crs_wkt(path: str) -> str:
     """The WKT of a vector layer's CRS ('' when it has none)."""
-    path, _, suffix = path.partition("|")
-    ds = ogr.Open(path)
-    if ds is None:
-        raise ValueError(f"Cannot open vector file '{path}'.")
-    layer = ds.GetLayerByName(suffix.split("=", 1)[1]) if suffix.startswith("layername=") else ds.GetLayer(0)
-    srs = layer.GetSpatialRef() if layer is not None else None
+    _ds, layer = _open_layer(path)
+    srs = layer.GetSpatialRef()
     return srs.ExportToWkt() if srs is not None else ""
