@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from osgeo import ogr, osr
 
 from .errors import OperationCanceled, RtsFusionError
+from .grid import utm_epsg
 from .vector import PolygonRecord, layer_crs_wkt, read_geometries, write_polygons
 
 CLASSES = ("new", "grown", "shrunk", "stable", "vanished")
@@ -39,7 +40,7 @@ def _metric_crs(wkt: str, geoms: list[ogr.Geometry]) -> str:
     lon = (min(e[0] for e in env) + max(e[1] for e in env)) / 2
     lat = (min(e[2] for e in env) + max(e[3] for e in env)) / 2
     utm = osr.SpatialReference()
-    utm.ImportFromEPSG((32600 if lat >= 0 else 32700) + int((lon + 180) // 6) + 1)
+    utm.ImportFromEPSG(utm_epsg(lon, lat))
     return utm.ExportToWkt()
 
 

@@ -33,6 +33,11 @@ _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQUATOR = 111_320.0
 
 
+def utm_epsg(lon: float, lat: float) -> int:
+    """EPSG code of the WGS 84 UTM zone holding a longitude/latitude (326xx north, 327xx south)."""
+    return (32600 if lat >= 0 else 32700) + int((lon + 180) // 6) + 1
+
+
 @dataclass(frozen=True)
 class TargetGrid:
     """A north-up raster grid: CRS (WKT), affine transform coefficients and size in pixels."""

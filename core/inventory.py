@@ -26,7 +26,7 @@ from scipy import ndimage
 
 from . import report, terrain
 from .errors import OperationCanceled, RtsFusionError
-from .grid import TargetGrid
+from .grid import TargetGrid, utm_epsg
 from .labels import rasterize_polygons
 from .vector import read_geometries
 
@@ -90,10 +90,9 @@ def metric_grid_of(dem_path: str) -> TargetGrid:
         if not ds.crs.is_geographic:
             return TargetGrid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
         west, south, east, north = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
-        lon, lat = (west + east) / 2, (south + north) / 2
-        utm = CRS.from_epsg((32600 if lat >= 0 else 32700) + int((lon + 180) // 6) + 1)
-        res = abs(ds.transform.a) * 111_320 * math.cos(math.radians(lat))
-        res = max(1.0, round(res))
+        utm = CRS.from_epsg(utm_epsg((west + east) / 2, (south + north) / 2))
+        native = TargetGrid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
+        res = max(1.0, round(native.metres_per_pixel()[0]))
         transform, width, height = calculate_default_transform(
             ds.crs, utm, ds.width, ds.height, *ds.bounds, resolution=res
         )

@@ -14,7 +14,7 @@ from rasterio.features import shapes
 from scipy import ndimage
 
 from .errors import OperationCanceled, RtsFusionError
-from .grid import TargetGrid, read_window, warped_vrt
+from .grid import TargetGrid, read_window, utm_epsg, warped_vrt
 from .stack import read_stack_info
 from .terrain import slope_degrees
 from .vector import PolygonRecord, write_polygons
@@ -95,8 +95,7 @@ def _metric_transform(crs_wkt: str, x: float, y: float):
         return None
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     utm = osr.SpatialReference()
-    utm.SetWellKnownGeogCS("WGS84")
-    utm.SetUTM(int((x + 180) // 6) + 1, y >= 0)
+    utm.ImportFromEPSG(utm_epsg(x, y))
     utm.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return osr.CoordinateTransformation(srs, utm)
 
