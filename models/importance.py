@@ -28,7 +28,7 @@ from ..core.metrics import confusion, scores
 from ..core.stack import read_stack_info
 from ..core.vector import read_polygons
 from .card import ModelCard
-from .inference import blend_weights, match_bands, tile_starts
+from .inference import blend_weights, grid_window, match_bands, predict_batch, tile_starts
 from .normalize import normalize
 from .train import amp_dtype, resolve_device
 
@@ -70,24 +70,18 @@ class ImportanceResult:
     tiles: int
 
 
-def _area_window(stack_path: str, aoi_path: str | None) -> tuple[int, int, int, int]:
-    info = read_stack_info(stack_path)
+def _area_window(grid: TargetGrid, aoi_path: str | None) -> tuple[int, int, int, int]:
     if not aoi_path:
-        return 0, 0, info.grid.width, info.grid.height
-    polys = read_polygons(aoi_path, info.grid.crs_wkt)
+        return 0, 0, grid.width, grid.height
+    polys = read_polygons(aoi_path, grid.crs_wkt)
     if not polys:
         raise RtsFusionError(f"The area of interest '{aoi_path}' holds no polygon.")
     xs = [x for p in polys for x, _ in p[0]]
     ys = [y for p in polys for _, y in p[0]]
-    inv = ~info.grid.affine
-    corners = [inv * (x, y) for x in (min(xs), max(xs)) for y in (min(ys), max(ys))]
-    c0 = max(0, int(np.floor(min(c for c, _ in corners))))
-    r0 = max(0, int(np.floor(min(r for _, r in corners))))
-    c1 = min(info.grid.width, int(np.ceil(max(c for c, _ in corners))))
-    r1 = min(info.grid.height, int(np.ceil(max(r for _, r in corners))))
-    if c1 <= c0 or r1 <= r0:
-        raise RtsFusionError("The area of interest does not overlap the fused stack.")
-    return c0, r0, c1 - c0, r1 - r0
+    try:
+        return grid_window(grid, (min(xs), min(ys), max(xs), max(ys)))
+    except RtsFusionError as exc:
+        raise RtsFusionError("The area of interest does not overlap the fused stack.") from exc
 
 
 def read_area(
@@ -110,7 +104,7 @@ def read_area(
     """
     info = read_stack_info(stack_path)
     idx = match_bands(card, info.band_names)
-    col0, row0, width, height = _area_window(stack_path, aoi_path)
+    col0, row0, width, height = _area_window(info.grid, aoi_path)
     if width * height > max_pixels:
         raise RtsFusionError(
             f"The area is {width} × {height} px, more than the {max_pixels:,} px held in memory; give a smaller "
@@ -158,8 +152,8 @@ def predict_area(
             raise OperationCanceled("Band importance cancelled.")
         batch = positions[k : k + batch_size]
         xt = torch.from_numpy(np.stack([x[:, r : r + th, c : c + tw] for r, c in batch])).to(device)
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            probs = torch.sigmoid(model(xt).float())[:, 0].cpu().numpy()
+        with torch.no_grad():
+            probs = predict_batch(model, xt, False, dtype).cpu().numpy()
         for (r, c), p in zip(batch, probs):
             w = blend_weights(th, r == 0, r + th >= height)[:, None] * blend_weights(tw, c == 0, c + tw >= width)[None]
             w = w * valid[r : r + th, c : c + tw]

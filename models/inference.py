@@ -21,7 +21,7 @@ import torch
 from rasterio.windows import Window
 
 from ..core.errors import OperationCanceled, RtsFusionError
-from ..core.grid import bounded_gdal_cache
+from ..core.grid import TargetGrid, bounded_gdal_cache
 from ..core.stack import read_stack_info
 from .card import ModelCard
 from .normalize import normalize
@@ -107,7 +107,7 @@ def match_bands(card: ModelCard, stack_bands: tuple[str, ...]) -> list[int]:
     return [stack_bands.index(b) + 1 for b in card.bands]
 
 
-def _predict(model: torch.nn.Module, x: torch.Tensor, tta: bool, dtype: torch.dtype | None) -> torch.Tensor:
+def predict_batch(model: torch.nn.Module, x: torch.Tensor, tta: bool, dtype: torch.dtype | None) -> torch.Tensor:
     """Slump probability (B, H, W) of a normalised batch, optionally averaged over flips."""
     flips = [(), (-1,), (-2,), (-2, -1)] if tta else [()]
     out = None
@@ -258,7 +258,7 @@ def predict_stack(
                     xt = torch.from_numpy(normalize(x, card.normalization, card.bands)).to(device)
                     try:
                         with torch.no_grad():
-                            probs = _predict(model, xt, options.tta, dtype).cpu().numpy()  # (B, th, tw)
+                            probs = predict_batch(model, xt, options.tta, dtype).cpu().numpy()  # (B, th, tw)
                     except torch.OutOfMemoryError as exc:
                         if batch_size == 1:
                             raise RtsFusionError(
@@ -299,6 +299,24 @@ def predict_stack(
     return InferenceResult(probability_path, mask_path, total_tiles, str(device), slump, valid_count)
 
 
+def grid_window(grid: TargetGrid, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """Pixel window (col_off, row_off, width, height) of a grid covering bounds (grid CRS), clipped.
+
+    Raises:
+        RtsFusionError: the bounds miss the grid.
+
+    """
+    inv = ~grid.affine
+    xmin, ymin, xmax, ymax = bounds
+    c0, r0 = inv * (xmin, ymax)
+    c1, r1 = inv * (xmax, ymin)
+    c0, r0 = max(0, math.floor(c0)), max(0, math.floor(r0))
+    c1, r1 = min(grid.width, math.ceil(c1)), min(grid.height, math.ceil(r1))
+    if c1 <= c0 or r1 <= r0:
+        raise RtsFusionError("The requested extent does not overlap the fused stack.")
+    return c0, r0, c1 - c0, r1 - r0
+
+
 def bounds_to_window(stack_path: str, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
     """Pixel window (col_off, row_off, width, height) of the stack covering bounds (stack CRS), clipped.
 
@@ -306,13 +324,4 @@ def bounds_to_window(stack_path: str, bounds: tuple[float, float, float, float])
         RtsFusionError: the bounds miss the stack.
 
     """
-    info = read_stack_info(stack_path)
-    inv = ~info.grid.affine
-    xmin, ymin, xmax, ymax = bounds
-    c0, r0 = inv * (xmin, ymax)
-    c1, r1 = inv * (xmax, ymin)
-    c0, r0 = max(0, math.floor(c0)), max(0, math.floor(r0))
-    c1, r1 = min(info.grid.width, math.ceil(c1)), min(info.grid.height, math.ceil(r1))
-    if c1 <= c0 or r1 <= r0:
-        raise RtsFusionError("The requested extent does not overlap the fused stack.")
-    return c0, r0, c1 - c0, r1 - r0
+    return grid_window(read_stack_info(stack_path).grid, bounds)
