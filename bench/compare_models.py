@@ -14,7 +14,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from _common import import_plugin, save
+from _common import import_plugin, sample_stack, save
 
 RUNS = (
     ("SegFormer", "segformer", "rgb"),
@@ -39,20 +39,10 @@ def main() -> None:
     import_plugin()
     import torch
     from rts_fusion.core.features import EXTENDED, PRESETS
-    from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack
-    from rts_fusion.core.synthetic import generate_sample_scene
     from rts_fusion.models.train import TrainConfig, train_from_stack
 
     tmp = Path(tempfile.mkdtemp(prefix="compare_"))
-    scene = generate_sample_scene(str(tmp / "scene"), size=args.size, seed=42)
-    inputs = FusionInputs(
-        scene.optical,
-        scene.thermal,
-        scene.dem,
-        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-        temperature_series=scene.temperature_series,
-    )
-    stack = build_fused_stack(inputs, EXTENDED, str(tmp / "stack.tif")).path
+    scene, stack = sample_stack(tmp, args.size)
     print(
         f"scene {args.size} px, {scene.n_slumps} slumps; {args.encoder} encoder, decoder {args.decoder_dim}, "
         f"tile {args.tile}, {args.epochs} epochs x {args.chips_per_epoch} chips, seeds {args.seeds}, "

@@ -13,7 +13,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _common import import_plugin, save
+from _common import import_plugin, sample_stack, save
 
 
 def main() -> None:
@@ -29,23 +29,13 @@ def main() -> None:
     args = parser.parse_args()
     import_plugin()
     import torch
-    from rts_fusion.core.features import EXTENDED, PAPER, PRESETS
-    from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack
-    from rts_fusion.core.synthetic import generate_sample_scene
+    from rts_fusion.core.features import PAPER, PRESETS
     from rts_fusion.models.registry import ARCHITECTURES, STUDY_TWELVE
     from rts_fusion.models.study import StudyRun, run_model_study, study_report
     from rts_fusion.models.train import TrainConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="model_study_"))
-    scene = generate_sample_scene(str(tmp / "scene"), size=args.size, seed=42)
-    inputs = FusionInputs(
-        scene.optical,
-        scene.thermal,
-        scene.dem,
-        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-        temperature_series=scene.temperature_series,
-    )
-    stack = build_fused_stack(inputs, EXTENDED, str(tmp / "stack.tif")).path
+    scene, stack = sample_stack(tmp, args.size)
     runs = [StudyRun(f"{ARCHITECTURES[a][0]} [rgb]", a, PRESETS["rgb"]) for a in STUDY_TWELVE]
     runs.append(StudyRun("FusionSA-SegFormer [paper]", "fusion_sa_segformer", PAPER))
     base = TrainConfig(
