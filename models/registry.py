@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .config import MIT_VARIANTS, ModelConfig
+
+if TYPE_CHECKING:  # importing the registry needs no torch: the Processing provider reads its names
+    from torch import nn
 
 
 def _segformer(cfg: ModelConfig) -> nn.Module:

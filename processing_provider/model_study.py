@@ -20,29 +20,10 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from ..core.features import PRESETS
+from ..models.registry import ARCHITECTURES
 from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core, write_table
-from .train import DEVICES, vector_path
-
-# The registry's order: the study's twelve, then FusionSA-SegFormer and its dual-stream variant.
-ARCHITECTURE_IDS = (
-    "cnn3",
-    "unet_resnet34",
-    "unetpp_resnet34",
-    "deeplabv3plus_resnet34",
-    "fcn_resnet50",
-    "unet_convnext",
-    "unet_swin",
-    "segformer",
-    "sa_segformer",
-    "ca_segformer",
-    "sa_convnext",
-    "ca_convnext",
-    "fusion_sa_segformer",
-    "fusion_sa_segformer_ds",
-)
-BAND_SETS = ("rgb", "paper", "extended", "all bands of the stack")
-SIZES = ("tiny", "standard")
+from .experiment_params import ARCHITECTURE_IDS, BAND_SETS, add_budget_parameters, band_set, read_budget
+from .train import vector_path
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -54,11 +35,6 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds:
         raise QgsProcessingException("Give at least one seed.")
     return seeds
-
-
-def band_set(name: str) -> tuple[str, ...] | None:
-    """Bands of a named set; None for all bands of the stack."""
-    return None if name.startswith("all") else PRESETS[name]
 
 
 class ModelStudyAlgorithm(RtsAlgorithm):
@@ -73,8 +49,6 @@ class ModelStudyAlgorithm(RtsAlgorithm):
         return "Compare models"
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
-        from ..models.registry import ARCHITECTURES
-
         names = "".join(f"<li>{ARCHITECTURES[a][0]}</li>" for a in ARCHITECTURE_IDS)
         return (
             "Trains every chosen architecture on every chosen band set with the same settings, the same "
@@ -110,29 +84,12 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             QgsProcessingParameterEnum("BAND_SETS", "Band sets", list(BAND_SETS), allowMultiple=True, defaultValue=[1])
         )
         self.addParameter(QgsProcessingParameterString("SEEDS", "Seeds (comma-separated)", "0"))
-        self.addParameter(QgsProcessingParameterEnum("SIZE", "Encoder size", list(SIZES), defaultValue=0))
-        self.addParameter(
-            QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 20, False, 1, 1000)
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                "TILE_SIZE", "Tile size (px, multiple of 32)", QgsProcessingParameterNumber.Integer, 64, False, 32, 1024
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                "CHIPS_PER_EPOCH", "Chips per epoch", QgsProcessingParameterNumber.Integer, 128, False, 8
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, 8, False, 1)
-        )
+        add_budget_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 "DECODER_DIM", "Decoder width (SegFormer family)", QgsProcessingParameterNumber.Integer, 64, False, 8
             )
         )
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0))
         self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Model table", QgsProcessing.TypeVector))
         self.addParameter(QgsProcessingParameterFileDestination("HTML", "Report", "HTML files (*.html)", optional=True))
         self.addOutput(QgsProcessingOutputString("BEST_MODEL", "Best model (mean test F1)"))
@@ -157,8 +114,6 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             raise QgsProcessingException("Choose at least one architecture and one band set.")
         if manifest:
             sets = ["manifest"]
-        from ..models.registry import ARCHITECTURES
-
         runs = [
             StudyRun(
                 f"{ARCHITECTURES[a][0].split(' (')[0]} [{s}]",
@@ -169,16 +124,8 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             for s in sets
         ]
         base = TrainConfig(
-            encoder=SIZES[self.parameterAsEnum(parameters, "SIZE", context)],
             decoder_dim=self.parameterAsInt(parameters, "DECODER_DIM", context),
-            tile_size=self.parameterAsInt(parameters, "TILE_SIZE", context),
-            epochs=self.parameterAsInt(parameters, "EPOCHS", context),
-            batch_size=self.parameterAsInt(parameters, "BATCH_SIZE", context),
-            chips_per_epoch=self.parameterAsInt(parameters, "CHIPS_PER_EPOCH", context),
-            lr=1e-3,
-            max_lr=3e-3,
-            patience=self.parameterAsInt(parameters, "EPOCHS", context),
-            device=DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            **read_budget(self, parameters, context),
         )
         seeds = parse_seeds(self.parameterAsString(parameters, "SEEDS", context))
         workdir = tempfile.mkdtemp(prefix="rts_model_study_")

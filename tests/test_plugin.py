@@ -32,7 +32,7 @@ def test_metadata_declares_processing_provider():
 
 
 def test_provider_loads_without_torch():
-    # Torch and transformers made unimportable: the provider must still load and list its algorithms.
+    # Torch and transformers made unimportable: the provider must still load, list its algorithms and their help.
     code = f"""
 import sys, importlib.util
 sys.modules['torch'] = None
@@ -44,6 +44,8 @@ from qgis.core import QgsApplication
 app = QgsApplication([], False); app.initQgis()
 from rts_fusion.processing_provider.provider import RtsFusionProvider
 p = RtsFusionProvider(); p.loadAlgorithms()
+for a in p.algorithms():
+    a.shortHelpString()  # the toolbox shows every algorithm's help without torch too
 print(sorted(a.name() for a in p.algorithms()))
 """
     out = subprocess.run(

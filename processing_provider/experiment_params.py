@@ -1,0 +1,84 @@
+"""What the experiments share: architecture and band-set choices, and the training-budget parameters.
+
+Kept free of torch, so the provider lists these algorithms without the deep-learning packages.
+"""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingParameterEnum, QgsProcessingParameterNumber
+
+from ..core.features import PRESETS
+from ..models.registry import ARCHITECTURES
+from .train import DEVICES
+
+# The registry's order: the study's twelve, then FusionSA-SegFormer and its dual-stream variant.
+ARCHITECTURE_IDS = tuple(ARCHITECTURES)
+BAND_SETS = ("rgb", "paper", "extended", "all bands of the stack")
+SIZES = ("tiny", "standard")
+
+
+def band_set(name: str) -> tuple[str, ...] | None:
+    """Bands of a named set; None for all bands of the stack."""
+    return None if name.startswith("all") else PRESETS[name]
+
+
+def add_budget_parameters(alg) -> None:
+    """Encoder size, epochs, tile size, chips per epoch, batch size and device."""
+    alg.addParameter(QgsProcessingParameterEnum("SIZE", "Encoder size", list(SIZES), defaultValue=0))
+    alg.addParameter(
+        QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 20, False, 1, 1000)
+    )
+    alg.addParameter(
+        QgsProcessingParameterNumber(
+            "TILE_SIZE", "Tile size (px, multiple of 32)", QgsProcessingParameterNumber.Integer, 64, False, 32, 1024
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterNumber(
+            "CHIPS_PER_EPOCH", "Chips per epoch", QgsProcessingParameterNumber.Integer, 128, False, 8
+        )
+    )
+    alg.addParameter(
+        QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, 8, False, 1)
+    )
+    alg.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0))
+
+
+def read_budget(alg, parameters, context) -> dict:
+    """TrainConfig settings from the budget parameters (encoder: the size class, "tiny" or "standard")."""
+    epochs = alg.parameterAsInt(parameters, "EPOCHS", context)
+    return {
+        "encoder": SIZES[alg.parameterAsEnum(parameters, "SIZE", context)],
+        "tile_size": alg.parameterAsInt(parameters, "TILE_SIZE", context),
+        "epochs": epochs,
+        "batch_size": alg.parameterAsInt(parameters, "BATCH_SIZE", context),
+        "chips_per_epoch": alg.parameterAsInt(parameters, "CHIPS_PER_EPOCH", context),
+        "lr": 1e-3,
+        "max_lr": 3e-3,
+        "patience": epochs,
+        "device": DEVICES[alg.parameterAsEnum(parameters, "DEVICE", context)],
+    }
+
+
+def add_training_parameters(alg) -> None:
+    """Architecture, band set, the budget and a seed (the transfer experiments)."""
+    alg.addParameter(
+        QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", list(ARCHITECTURE_IDS), defaultValue=12)
+    )
+    alg.addParameter(QgsProcessingParameterEnum("BAND_SET", "Band set", list(BAND_SETS), defaultValue=1))
+    add_budget_parameters(alg)
+    alg.addParameter(
+        QgsProcessingParameterNumber("SEED", "Random seed", QgsProcessingParameterNumber.Integer, 0, False, 0)
+    )
+
+
+def read_training_parameters(alg, parameters, context):
+    """(TrainConfig, bands) from add_training_parameters' parameters."""
+    from ..models.registry import encoder_for
+    from ..models.train import TrainConfig
+
+    arch = ARCHITECTURE_IDS[alg.parameterAsEnum(parameters, "ARCHITECTURE", context)]
+    budget = read_budget(alg, parameters, context)
+    budget["encoder"] = encoder_for(arch, budget["encoder"])
+    cfg = TrainConfig(architecture=arch, decoder_dim=64, seed=alg.parameterAsInt(parameters, "SEED", context), **budget)
+    return cfg, band_set(BAND_SETS[alg.parameterAsEnum(parameters, "BAND_SET", context)])
