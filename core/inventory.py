@@ -318,8 +318,7 @@ def inventory_statistics(
 
 def write_report(path: str, result: InventoryResult) -> str:
     """An HTML report: summary, one frequency-ratio chart (PNG beside it) and one table per factor."""
-    folder = os.path.splitext(path)[0] + "_files"
-    os.makedirs(folder, exist_ok=True)
+    folder = report.assets_folder(path)
     sections = [
         (
             "Summary",

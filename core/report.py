@@ -93,6 +93,13 @@ def write_html(path: str, title: str, sections: Sequence[tuple[str, str]]) -> st
     return path
 
 
+def assets_folder(html_path: str) -> str:
+    """The folder beside an HTML report for its charts ("report_files" for "report.html"), created."""
+    folder = os.path.splitext(html_path)[0] + "_files"
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
 def image(path: str, relative_to: str) -> str:
     """An <img> tag for a PNG, with its path relative to the HTML file's folder."""
     rel = os.path.relpath(path, os.path.dirname(os.path.abspath(relative_to)))

@@ -234,8 +234,7 @@ def _r(v: float) -> float | None:
 
 def write_report(path: str, result: TrendResult) -> str:
     """An HTML report: per variable, a chart of the yearly means in slumps and rings, and the overall table."""
-    folder = os.path.splitext(path)[0] + "_files"
-    os.makedirs(folder, exist_ok=True)
+    folder = report.assets_folder(path)
     sections = [
         (
             "Summary",

@@ -381,8 +381,7 @@ def study_report(path: str, result: StudyResult, settings: dict) -> str:
     """An HTML report: settings, the summary table, per-seed rows and learning curves (PNGs beside it)."""
     from ..core import report
 
-    folder = os.path.splitext(path)[0] + "_files"
-    os.makedirs(folder, exist_ok=True)
+    folder = report.assets_folder(path)
     sections = [("Settings", report.table([{"setting": k, "value": str(v)} for k, v in settings.items()]))]
     if result.canceled:
         sections.append(("Cancelled", "<p>The study was cancelled; the finished runs are shown.</p>"))
