@@ -11,23 +11,29 @@ comparing with the ground truth, pooled over pixels and averaged over chips hold
 
 from __future__ import annotations
 
+import csv
 import os
 import statistics
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
+import numpy as np
 import torch
 from osgeo import ogr
 
+from ..core import report
 from ..core.errors import OperationCanceled, RtsFusionError
 from ..core.evaluation import per_chip_confusions
 from ..core.metrics import confusion, summarize
 from .card import ModelCard
+from .data import MANIFEST_FIXED, _resolve, load_manifest
 from .importance import predict_area, read_area
+from .package import load_package
 from .registry import ARCHITECTURES
-from .train import TrainConfig, resolve_device, train_from_manifest, train_from_stack
+from .train import TrainConfig, _Chips, evaluate, resolve_device, train_from_manifest, train_from_stack
 
 METRICS = ("precision", "recall", "f1", "iou")
 ProgressFn = Callable[[float], None]
@@ -245,6 +251,20 @@ class TransferResult:
     canceled: bool = False
 
 
+def _workdir(workdir: str | None, prefix: str) -> str:
+    workdir = workdir or tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(workdir, exist_ok=True)
+    return workdir
+
+
+def _fold_row(fold: str, train: str, test: str, in_sample_f1: float, scores: dict, log) -> dict:
+    """One transfer row: names, the training run's own test F1, pooled and per-chip scores, chips; logged."""
+    row = {"fold": fold, "train": train, "test": test, "in_sample_f1": in_sample_f1, **_score_row(scores)}
+    row["chips"] = scores.get("chips", 0)
+    log(f"    {test}: F1 {row['f1']:.3f}, IoU {row['iou']:.3f}")
+    return row
+
+
 def spatial_transfer(
     stack_path: str,
     inventory_path: str,
@@ -259,13 +279,10 @@ def spatial_transfer(
 ) -> TransferResult:
     """Leave one region out: train on the others (their own split picks the best epoch), test on the held-out one."""
     progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
-    workdir = workdir or tempfile.mkdtemp(prefix="rts_spatial_")
-    os.makedirs(workdir, exist_ok=True)
+    workdir = _workdir(workdir, "rts_spatial_")
     folds = split_regions(regions_path, region_field, workdir)
-    rows, pooled_conf = [], []
+    rows = []
     canceled = False
-    from .package import load_package
-
     for k, (name, held_out, others) in enumerate(folds):
         if is_canceled():
             canceled = True
@@ -288,18 +305,7 @@ def spatial_transfer(
             break
         model, card = load_package(out)
         scores = evaluate_area(model, card, stack_path, inventory_path, held_out, cfg.device)
-        rows.append(
-            {
-                "fold": f"held out: {name}",
-                "train": "other regions",
-                "test": name,
-                "in_sample_f1": _in_sample_f1(result.card),
-                **_score_row(scores),
-                "chips": scores["chips"],
-            }
-        )
-        pooled_conf.append(scores)
-        log(f"    {name}: F1 {rows[-1]['f1']:.3f}, IoU {rows[-1]['iou']:.3f}")
+        rows.append(_fold_row(f"held out: {name}", "other regions", name, _in_sample_f1(result.card), scores, log))
     if rows:
         rows.append(_overall(rows))
     return TransferResult(rows, canceled)
@@ -339,48 +345,31 @@ def temporal_transfer(
 ) -> TransferResult:
     """Train on one year's (stack, inventory), test on other years' (label, stack, inventory) at the same places."""
     progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
-    workdir = workdir or tempfile.mkdtemp(prefix="rts_temporal_")
-    os.makedirs(workdir, exist_ok=True)
-    out = os.path.join(workdir, "temporal.safetensors")
+    out = os.path.join(_workdir(workdir, "rts_temporal_"), "temporal.safetensors")
     log(f"Training on {train_label}")
     result = train_from_stack(
         train[0], train[1], out, cfg, bands=bands, progress=lambda p: progress(0.8 * p), is_canceled=is_canceled
     )
-    from .package import load_package
-
     model, card = load_package(out)
     own = (
         {"pooled": result.card.metrics.get("test", {}), "per_chip": result.card.metrics.get("test_per_chip", {})}
         if _held_out_has_slumps(result.card)
         else {}  # no slump in the held-out split: scores of 1.0 on empty ground would mislead; NaN instead
     )
-    rows = [
-        {
-            "fold": f"{train_label} (held-out test split)",
-            "train": train_label,
-            "test": train_label,
-            "in_sample_f1": _in_sample_f1(result.card),
-            **_score_row(own),
-            "chips": int(result.card.training.get("split", {}).get("chips", {}).get("test", 0)),
-        }
-    ]
+    own["chips"] = int(result.card.training.get("split", {}).get("chips", {}).get("test", 0))
+    in_sample = _in_sample_f1(result.card)
+    rows = [_fold_row(f"{train_label} (held-out test split)", train_label, train_label, in_sample, own, log)]
     for k, (label, stack, inventory) in enumerate(tests):
         if is_canceled():
             return TransferResult(rows, True)
         scores = evaluate_area(model, card, stack, inventory, None, cfg.device)
-        rows.append(
-            {"fold": f"{train_label} → {label}", "train": train_label, "test": label,
-             "in_sample_f1": rows[0]["in_sample_f1"], **_score_row(scores), "chips": scores["chips"]}
-        )  # fmt: skip
-        log(f"    {label}: F1 {rows[-1]['f1']:.3f}, IoU {rows[-1]['iou']:.3f}")
+        rows.append(_fold_row(f"{train_label} → {label}", train_label, label, in_sample, scores, log))
         progress(80 + 20 * (k + 1) / len(tests))
     return TransferResult(rows, False)
 
 
 def study_report(path: str, result: StudyResult, settings: dict) -> str:
     """An HTML report: settings, the summary table, per-seed rows and learning curves (PNGs beside it)."""
-    from ..core import report
-
     folder = report.assets_folder(path)
     sections = [("Settings", report.table([{"setting": k, "value": str(v)} for k, v in settings.items()]))]
     if result.canceled:
@@ -388,8 +377,6 @@ def study_report(path: str, result: StudyResult, settings: dict) -> str:
     sections.append(("Models (mean over seeds, best F1 first)", report.table(result.summary)))
     sections.append(("Every run", report.table(result.rows)))
     curves = []
-    import numpy as np
-
     for key, ylabel in (("f1", "validation F1"), ("train_loss", "training loss")):
         per_run = {label: [h.get(key, float("nan")) for h in hist] for label, hist in result.histories.items()}
         if not per_run:
@@ -419,11 +406,6 @@ def settings_of(cfg: TrainConfig, **extra) -> dict:
 
 # ----- transfer over a chip manifest (the study's layout: region and year columns) ------------------------------
 def _manifest_rows(manifest: str) -> tuple[list[dict], list[str]]:
-    import csv
-    from pathlib import Path
-
-    from .data import MANIFEST_FIXED, _resolve
-
     base = Path(manifest).resolve().parent
     with open(manifest, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -438,8 +420,6 @@ def _manifest_rows(manifest: str) -> tuple[list[dict], list[str]]:
 
 
 def _write_manifest(path: str, rows: list[dict], fields: list[str], split: str | None) -> str:
-    import csv
-
     fields = [f for f in fields if f != "split"] + (["split"] if split else [])
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
@@ -451,11 +431,6 @@ def _write_manifest(path: str, rows: list[dict], fields: list[str], split: str |
 
 def _evaluate_manifest(model: torch.nn.Module, card: ModelCard, manifest: str, device: str) -> dict:
     """Pooled and per-chip scores on every chip of a manifest."""
-    import numpy as np
-
-    from .data import load_manifest
-    from .train import _Chips, evaluate
-
     chips = load_manifest(manifest)
     if chips.bands != card.bands:
         raise RtsFusionError(f"The held-out chips have bands {chips.bands}, the model {card.bands}.")
@@ -485,8 +460,6 @@ def manifest_transfer(
         RtsFusionError: a missing column, fewer than two values, or an unknown train value.
 
     """
-    from .package import load_package
-
     progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
     rows, fields = _manifest_rows(manifest)
     if column not in fields:
@@ -496,8 +469,7 @@ def manifest_transfer(
         raise RtsFusionError(f"The column '{column}' has a single value ({values[0]}); transfer needs two or more.")
     if train_value is not None and train_value not in values:
         raise RtsFusionError(f"'{train_value}' is not a value of '{column}' ({', '.join(values)}).")
-    workdir = workdir or tempfile.mkdtemp(prefix="rts_transfer_")
-    os.makedirs(workdir, exist_ok=True)
+    workdir = _workdir(workdir, "rts_transfer_")
     folds = [(v, [t for t in values if t != v]) for v in values] if train_value is None else [(None, [train_value])]
     out_rows: list[dict] = []
     for k, (held_out, train_values) in enumerate(folds):
@@ -520,12 +492,8 @@ def manifest_transfer(
                 "test",
             )  # fmt: skip
             scores = _evaluate_manifest(model, card, test_manifest, cfg.device)
-            out_rows.append(
-                {"fold": f"held out: {v}" if held_out is not None else f"{train_value} → {v}",
-                 "train": ", ".join(train_values), "test": v, "in_sample_f1": _in_sample_f1(result.card),
-                 **_score_row(scores), "chips": scores["chips"]}
-            )  # fmt: skip
-            log(f"    {v}: F1 {out_rows[-1]['f1']:.3f}, IoU {out_rows[-1]['iou']:.3f}")
+            fold = f"held out: {v}" if held_out is not None else f"{train_value} → {v}"
+            out_rows.append(_fold_row(fold, ", ".join(train_values), v, _in_sample_f1(result.card), scores, log))
     if train_value is None and out_rows:
         out_rows.append(_overall(out_rows))
     return TransferResult(out_rows, False)
