@@ -46,13 +46,10 @@ def _metric_crs(wkt: str, geoms: list[ogr.Geometry]) -> str:
 
 def _retreat(before: ogr.Geometry, after: ogr.Geometry, step: float) -> float:
     """Farthest distance from the earlier outline of any point of the later outline outside it."""
-    boundary = after.GetBoundary() if after.GetGeometryType() != ogr.wkbLineString else after
-    line = boundary.Clone()
+    line = after.GetBoundary()  # a new (multi)linestring
     line.Segmentize(step)
     best = 0.0
-    for part in (
-        [line] if line.GetGeometryCount() == 0 else [line.GetGeometryRef(i) for i in range(line.GetGeometryCount())]
-    ):
+    for part in [line.GetGeometryRef(i) for i in range(line.GetGeometryCount())] or [line]:
         for j in range(part.GetPointCount()):
             pt = ogr.Geometry(ogr.wkbPoint)
             pt.AddPoint_2D(*part.GetPoint_2D(j))
@@ -133,6 +130,8 @@ def compare_inventories(
     for b_idx, a_idx in groups.values():
         area_b = sum(before[i][1].GetArea() for i in b_idx)
         area_a = sum(after[j][1].GetArea() for j in a_idx)
+        union_b = _union([before[i][1] for i in b_idx]) if b_idx else None
+        union_a = _union([after[j][1] for j in a_idx]) if a_idx else None
         if not b_idx:
             cls, retreat = "new", None
         elif not a_idx:
@@ -140,13 +139,11 @@ def compare_inventories(
         else:
             change = (area_a - area_b) / area_b if area_b > 0 else math.inf
             cls = "grown" if change > tolerance else "shrunk" if change < -tolerance else "stable"
-            ub, ua = _union([before[i][1] for i in b_idx]), _union([after[j][1] for j in a_idx])
             step = max(1.0, math.sqrt(max(area_a, 1.0)) / 50)
-            retreat = round(_retreat(ub, ua, step), 2)
-        geom = _union([after[j][1] for j in a_idx]) if a_idx else _union([before[i][1] for i in b_idx])
+            retreat = round(_retreat(union_b, union_a, step), 2)
         records.append(
             {
-                "geometry": geom,
+                "geometry": union_a if a_idx else union_b,
                 "change": cls,
                 "before_ids": ",".join(str(before[i][0]) for i in b_idx),
                 "after_ids": ",".join(str(after[j][0]) for j in a_idx),
