@@ -9,30 +9,12 @@ from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QDesktopServices, QIcon
 
+from ..processing_provider.common import missing_modules
 from ..processing_provider.provider import RtsFusionProvider
-from .dependencies import add_deps_folder_to_path
+from .dependencies import REQUIRED, add_deps_folder_to_path
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(__file__))
 MENU = "&RTS Fusion"
-REQUIRED_MODULES = ("torch", "transformers", "safetensors", "skimage")
-
-
-def missing_modules(names: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
-    """Modules that cannot be found, without importing them (QGIS starts fast; a hidden module counts as missing)."""
-    import importlib.util
-    import sys
-
-    missing = []
-    for name in names:
-        if name in sys.modules and sys.modules[name] is None:
-            missing.append(name)
-            continue
-        try:
-            if importlib.util.find_spec(name) is None:
-                missing.append(name)
-        except (ImportError, ValueError):
-            missing.append(name)
-    return missing
 
 
 class RtsFusionPlugin:
@@ -82,7 +64,7 @@ class RtsFusionPlugin:
 
     def check_dependencies(self) -> list[str]:
         """Show a message bar entry with an Install button when deep-learning packages are missing."""
-        missing = missing_modules()
+        missing = missing_modules(REQUIRED)
         if not missing:
             return missing
         from qgis.PyQt.QtWidgets import QPushButton

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from qgis.core import (
@@ -85,11 +85,27 @@ DEEP_LEARNING_HINT = (
 )
 
 
+def missing_modules(names: Sequence[str]) -> list[str]:
+    """Modules that cannot be found, without importing them (cheap at start-up; a hidden module counts as missing)."""
+    import importlib.util
+    import sys
+
+    missing = []
+    for name in names:
+        if name in sys.modules and sys.modules[name] is None:
+            missing.append(name)
+            continue
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):
+            missing.append(name)
+    return missing
+
+
 def require_deep_learning() -> None:
     """Raise a QgsProcessingException naming what to install when torch/transformers are missing."""
-    import importlib.util
-
-    missing = [m for m in ("torch", "transformers", "safetensors") if importlib.util.find_spec(m) is None]
+    missing = missing_modules(("torch", "transformers", "safetensors"))
     if missing:
         raise QgsProcessingException(f"Missing Python package(s): {', '.join(missing)}. {DEEP_LEARNING_HINT}")
     try:
