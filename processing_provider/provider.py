@@ -13,6 +13,7 @@ from .change_detect import ChangeDetectAlgorithm
 from .detect import DetectAlgorithm
 from .evaluate import EvaluateAlgorithm
 from .inventory_stats import InventoryStatsAlgorithm
+from .landsat_bands import LandsatBandsAlgorithm
 from .map_slumps import MapSlumpsAlgorithm
 from .model_study import ModelStudyAlgorithm
 from .polygonize import PolygonizeAlgorithm
@@ -44,6 +45,7 @@ class RtsFusionProvider(QgsProcessingProvider):
         for alg in (
             AlignFuseAlgorithm(),
             SampleSceneAlgorithm(),
+            LandsatBandsAlgorithm(),
             TrainAlgorithm(),
             DetectAlgorithm(),
             PolygonizeAlgorithm(),
