@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
+from rasterio.crs import CRS
 from rasterio.features import rasterize, shapes
 from scipy import ndimage
 
@@ -16,10 +17,10 @@ from .grid import TargetGrid
 from .labels import rasterize_polygons
 from .metrics import Confusion, confusion, scores, summarize
 from .polygons import FOUR, read_detections
-from .vector import PolygonRecord, read_polygons, write_polygons
+from .vector import PolygonRecord, layer_crs_wkt, read_polygons, write_polygons
 
 
-@dataclass
+@dataclass(frozen=True)
 class Objects:
     """Objects as a label raster (0 = none, i = object i) and their outlines (exterior + holes)."""
 
@@ -27,19 +28,48 @@ class Objects:
     rings: list[list[list[tuple[float, float]]]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Evaluation:
-    """Scores of one evaluation and the per-object match table."""
+    """Scores of one evaluation, the per-object match table and the warnings to carry into every output."""
 
     pixel: dict
     objects: dict
     predicted: list[dict] = field(default_factory=list)
     truth: list[dict] = field(default_factory=list)
     chips: int = 0
+    warnings: tuple[str, ...] = ()
 
 
-def _objects_from_polygons(path: str, grid: TargetGrid) -> Objects:
-    polys = read_polygons(path, grid.crs_wkt)
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What `evaluate_detections` returns: the scores, the objects compared (inside the evaluated area) and the grid.
+
+    Attributes:
+        evaluation: the scores and match tables.
+        predicted: predicted objects, numbered 1..n in the order of `evaluation.predicted`.
+        truth: ground-truth objects, numbered 1..n in the order of `evaluation.truth`.
+        grid: the grid both were compared on.
+
+    """
+
+    evaluation: Evaluation
+    predicted: Objects
+    truth: Objects
+    grid: TargetGrid
+
+
+# A pixel-size grid larger than this is refused: it cannot be meant for an evaluation (≈ 1.6 GB of labels).
+MAX_GRID_PIXELS = 400_000_000
+
+
+def _polygons(path: str, crs_wkt: str, what: str) -> list:
+    try:
+        return read_polygons(path, crs_wkt or None)
+    except (ValueError, RuntimeError) as exc:
+        raise RtsFusionError(f"Cannot read the {what} polygons from '{path}': {exc}") from exc
+
+
+def _objects_from_polygons(polys: list, grid: TargetGrid) -> Objects:
     if not polys:
         return Objects(np.zeros((grid.height, grid.width), np.int32), [])
     shp = [({"type": "Polygon", "coordinates": rings}, i + 1) for i, rings in enumerate(polys)]
@@ -53,6 +83,74 @@ def _objects_from_mask(binary: np.ndarray, grid: TargetGrid) -> Objects:
     for geom, value in shapes(labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=grid.affine):
         rings[int(value) - 1] = geom["coordinates"]
     return Objects(labels.astype(np.int32), rings)
+
+
+def _inside(objs: Objects, valid: np.ndarray) -> tuple[Objects, int]:
+    """The objects with at least one pixel in the valid area, renumbered 1..k in file order; and how many were dropped.
+
+    Objects wholly outside the evaluated area (or wholly hidden under later polygons) never count, wherever
+    they sit in the file.
+    """
+    labels = np.where(valid, objs.labels, 0)
+    present = np.unique(labels[labels > 0])
+    lut = np.zeros(len(objs.rings) + 1, np.int32)
+    lut[present] = np.arange(1, len(present) + 1, dtype=np.int32)
+    return Objects(lut[labels], [objs.rings[i - 1] for i in present.tolist()]), len(objs.rings) - len(present)
+
+
+def _bounds(polys: list) -> tuple[float, float, float, float] | None:
+    pts = np.array([pt[:2] for rings in polys for ring in rings for pt in ring], dtype=np.float64)
+    if not len(pts):
+        return None
+    return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
+
+
+def _units(crs_wkt: str) -> str:
+    if not crs_wkt:
+        return "map units (the layers have no CRS)"
+    crs = CRS.from_wkt(crs_wkt)
+    if crs.is_geographic:
+        return "degrees"
+    return str(crs.linear_units or "map units")
+
+
+def polygon_grid(
+    polygons: list[list], crs_wkt: str, pixel_size: float, clip: tuple[float, float, float, float] | None = None
+) -> TargetGrid:
+    """A grid of `pixel_size` (in the CRS's units) covering polygon sets, optionally clipped to a box.
+
+    Raises:
+        RtsFusionError: no polygon, a non-positive pixel size, or a grid too large to be meant (names the pixel
+            size and the CRS's units).
+
+    """
+    if not pixel_size > 0:
+        raise RtsFusionError(f"The pixel size must be positive, not {pixel_size}.")
+    boxes = [b for b in (_bounds(p) for p in polygons) if b is not None]
+    if not boxes:
+        raise RtsFusionError("There is no polygon to set the evaluation grid from.")
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    if clip is not None:
+        x0, y0, x1, y1 = max(x0, clip[0]), max(y0, clip[1]), min(x1, clip[2]), min(y1, clip[3])
+        if x0 >= x1 or y0 >= y1:
+            raise RtsFusionError("The area of interest does not overlap the detections or the ground truth.")
+    x0, y0 = np.floor(x0 / pixel_size) * pixel_size, np.floor(y0 / pixel_size) * pixel_size
+    width = max(1, int(np.ceil((x1 - x0) / pixel_size)))
+    height = max(1, int(np.ceil((y1 - y0) / pixel_size)))
+    units = _units(crs_wkt)
+    if width * height > MAX_GRID_PIXELS:
+        hint = (
+            " The layers are in a geographic CRS: give the pixel size in degrees (10 m ≈ 0.0001°)."
+            if units == "degrees"
+            else ""
+        )
+        raise RtsFusionError(
+            f"A pixel size of {pixel_size:g} {units} gives a {width} × {height} px evaluation grid, far too large; "
+            f"use a coarser pixel size.{hint}"
+        )
+    top = y0 + height * pixel_size
+    return TargetGrid(crs_wkt, (pixel_size, 0.0, float(x0), 0.0, -pixel_size, float(top)), width, height)
 
 
 def match_objects(pred: np.ndarray, truth: np.ndarray, iou_threshold: float) -> tuple[dict, list[dict], list[dict]]:
@@ -142,6 +240,26 @@ def per_chip_confusions(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray, 
     return out
 
 
+def _is_raster(path: str) -> bool:
+    try:
+        with rasterio.open(path.split("|")[0]):
+            return True
+    except rasterio.errors.RasterioIOError:
+        return False
+
+
+def _name(path: str) -> str:
+    base, _, suffix = path.partition("|")
+    return os.path.basename(base) + (f" ({suffix.split('=', 1)[1]})" if suffix.startswith("layername=") else "")
+
+
+def _require(truth_polys: list, truth_name: str) -> None:
+    if not truth_polys:
+        raise RtsFusionError(
+            f"The ground truth '{truth_name}' holds no polygon: there is nothing to score the detections against."
+        )
+
+
 def evaluate_detections(
     prediction: str,
     truth_path: str,
@@ -150,46 +268,98 @@ def evaluate_detections(
     threshold: float = 0.5,
     chip_size: int = 256,
     iou_threshold: float = 0.5,
-) -> tuple[Evaluation, Objects, Objects, TargetGrid]:
+    pixel_size: float | None = None,
+) -> EvaluationResult:
     """Score predictions (a probability/mask raster, or polygons) against ground-truth polygons.
 
+    Only objects with a pixel inside the evaluated area (valid pixels of the detections or reference, and the
+    AOI) count, so any layer scored against itself gives 1.0 at pixel and object level, with or without an AOI.
+
     Args:
-        prediction: raster (probability or 0/1 mask) or polygon file.
+        prediction: raster (probability or 0/1 mask) or polygon file (a path may carry '|layername=').
         truth_path: ground-truth slump polygons.
         reference: a raster giving the grid when the prediction is polygons (e.g. the fused stack).
         aoi: optional polygons; only pixels inside count.
         threshold: probability threshold (probability rasters only).
         chip_size: chip side for the per-chip average, in pixels.
         iou_threshold: IoU for one-to-one object matches.
+        pixel_size: grid pixel size (in the prediction layer's CRS units) for polygon predictions without a
+            reference raster; the grid covers both layers (clipped to the AOI).
 
     Raises:
-        RtsFusionError: inputs that cannot be compared.
+        RtsFusionError: inputs that cannot be compared: an empty ground truth, ground truth that does not overlap
+            the detections, polygon predictions without a grid, an AOI that misses everything.
 
     """
-    is_raster = True
-    try:
-        with rasterio.open(prediction.split("|")[0]):
-            pass
-    except rasterio.errors.RasterioIOError:
-        is_raster = False
-    if is_raster:
-        det = read_detections(prediction, threshold)
-        grid, valid, pred_mask = det.grid, det.valid, det.binary
-        pred_objects = _objects_from_mask(pred_mask, grid)
+    truth_name = _name(truth_path)
+    if _is_raster(prediction):
+        det = read_detections(prediction.split("|")[0], threshold)
+        grid, data_valid = det.grid, det.valid
+        pred_all = _objects_from_mask(det.binary, grid)
+        truth_polys = _polygons(truth_path, grid.crs_wkt, "ground-truth")
+        area = f"the valid pixels of the detections '{_name(prediction)}'"
     else:
-        if not reference:
-            raise RtsFusionError("Polygon predictions need a reference raster (e.g. the fused stack) to set the grid.")
-        with rasterio.open(reference) as ds:
-            grid = TargetGrid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
-            valid = ds.read_masks(1) > 0
-        pred_objects = _objects_from_polygons(prediction, grid)
-        pred_mask = pred_objects.labels > 0
+        if reference:
+            with rasterio.open(reference) as ds:
+                grid = TargetGrid(ds.crs.to_wkt() if ds.crs else "", tuple(ds.transform)[:6], ds.width, ds.height)
+                data_valid = ds.read_masks(1) > 0
+            pred_polys = _polygons(prediction, grid.crs_wkt, "predicted")
+            truth_polys = _polygons(truth_path, grid.crs_wkt, "ground-truth")
+            area = f"the valid pixels of the reference raster '{_name(reference)}'"
+        elif pixel_size:
+            crs_wkt = layer_crs_wkt(prediction) or layer_crs_wkt(truth_path)
+            pred_polys = _polygons(prediction, crs_wkt, "predicted")
+            truth_polys = _polygons(truth_path, crs_wkt, "ground-truth")
+            clip = _bounds(_polygons(aoi, crs_wkt, "area-of-interest")) if aoi else None
+            if aoi and clip is None:
+                raise RtsFusionError(f"The area of interest '{_name(aoi)}' holds no polygon.")
+            _require(truth_polys, truth_name)
+            grid = polygon_grid([pred_polys, truth_polys], crs_wkt, float(pixel_size), clip)
+            data_valid = np.ones((grid.height, grid.width), bool)
+            area = f"the extent of the detections '{_name(prediction)}' and the ground truth"
+        else:
+            raise RtsFusionError(
+                "Polygon detections need a grid to be scored on: give a reference raster (e.g. the fused stack) "
+                "or a pixel size."
+            )
+        pred_all = _objects_from_polygons(pred_polys, grid)
+        if pred_polys and not _inside(pred_all, data_valid)[0].rings:
+            raise RtsFusionError(
+                f"None of the {len(pred_polys)} predicted polygons of '{_name(prediction)}' lies on {area}: the "
+                "layers do not overlap (check their CRS and extent)."
+            )
+    _require(truth_polys, truth_name)
+    warnings: list[str] = []
+    truth_all = _objects_from_polygons(truth_polys, grid)
+    on_data, off_data = _inside(truth_all, data_valid)
+    if not on_data.rings:
+        raise RtsFusionError(
+            f"None of the {len(truth_polys)} ground-truth polygons of '{truth_name}' lies on {area}: the layers do "
+            "not overlap (check their CRS and extent)."
+        )
+    if off_data:
+        warnings.append(
+            f"{off_data} of the {len(truth_polys)} ground-truth polygons of '{truth_name}' lie outside {area} (or "
+            "cover no pixel centre) and were not scored."
+        )
+    valid = data_valid
     if aoi:
         valid = valid & rasterize_polygons(aoi, grid).astype(bool)
-    if not valid.any():
-        raise RtsFusionError("No valid pixel to evaluate (nodata everywhere, or the AOI misses the raster).")
-    truth_objects = _objects_from_polygons(truth_path, grid)
-    truth_mask = truth_objects.labels > 0
+        if not valid.any():
+            raise RtsFusionError(f"The area of interest '{_name(aoi)}' does not overlap {area}.")
+    truth_objects, _ = _inside(truth_all, valid)
+    pred_objects, _ = _inside(pred_all, valid)
+    if not truth_objects.rings:
+        raise RtsFusionError(
+            f"None of the ground-truth polygons of '{truth_name}' lies inside the area of interest '{_name(aoi)}'."
+        )
+    pred_mask, truth_mask = pred_objects.labels > 0, truth_objects.labels > 0
+    if not pred_objects.rings:
+        warnings.append("The detections hold no slump inside the evaluated area: every score below is 0.")
+    elif not (pred_mask & truth_mask).any():
+        warnings.append(
+            "No detection overlaps any ground-truth polygon: check that both layers show the same place and time."
+        )
     total = confusion(pred_mask, truth_mask, valid)
     chips = per_chip_confusions(pred_mask, truth_mask, valid, chip_size)
     pixel = {
@@ -197,26 +367,26 @@ def evaluate_detections(
         "per_chip": summarize(chips)["per_chip"] if chips else {},
         "counts": total.__dict__,
     }
-    pred_in = np.where(valid, pred_objects.labels, 0)
-    truth_in = np.where(valid, truth_objects.labels, 0)
-    objects, pred_rows, truth_rows = match_objects(pred_in, truth_in, iou_threshold)
-    return Evaluation(pixel, objects, pred_rows, truth_rows, len(chips)), pred_objects, truth_objects, grid
+    objects, pred_rows, truth_rows = match_objects(pred_objects.labels, truth_objects.labels, iou_threshold)
+    ev = Evaluation(pixel, objects, pred_rows, truth_rows, len(chips), tuple(warnings))
+    return EvaluationResult(ev, pred_objects, truth_objects, grid)
 
 
 def metric_rows(ev: Evaluation) -> list[dict]:
-    """The evaluation as (metric, value) rows for a table layer and CSV."""
-    rows = []
+    """The evaluation as (metric, pooled, per_chip, note) rows for a table layer and CSV; warnings come first."""
+    nan = float("nan")
+    rows = [{"metric": "warning", "pooled": nan, "per_chip": nan, "note": w} for w in ev.warnings]
     for k, v in ev.pixel["pooled"].items():
-        rows.append({"metric": f"pixel_{k}", "pooled": v, "per_chip": ev.pixel["per_chip"].get(k, float("nan"))})
+        rows.append({"metric": f"pixel_{k}", "pooled": v, "per_chip": ev.pixel["per_chip"].get(k, nan), "note": ""})
     for rule in ("one_to_one", "any_overlap"):
         for k in ("precision", "recall", "f1"):
-            v = ev.objects[rule][k]
-            rows.append({"metric": f"object_{rule}_{k}", "pooled": v, "per_chip": float("nan")})
-    rows.append(
-        {"metric": "predicted_objects", "pooled": float(ev.objects["predicted_objects"]), "per_chip": float("nan")}
-    )
-    rows.append({"metric": "true_objects", "pooled": float(ev.objects["true_objects"]), "per_chip": float("nan")})
-    rows.append({"metric": "chips_scored", "pooled": float(ev.chips), "per_chip": float("nan")})
+            rows.append({"metric": f"object_{rule}_{k}", "pooled": ev.objects[rule][k], "per_chip": nan, "note": ""})
+    for name, value in (
+        ("predicted_objects", ev.objects["predicted_objects"]),
+        ("true_objects", ev.objects["true_objects"]),
+        ("chips_scored", ev.chips),
+    ):
+        rows.append({"metric": name, "pooled": float(value), "per_chip": nan, "note": ""})
     return rows
 
 
@@ -230,13 +400,15 @@ def write_csv(path: str, rows: list[dict]) -> str:
     return path
 
 
-def write_matches(path: str, ev: Evaluation, pred: Objects, truth: Objects, grid: TargetGrid) -> None:
+def write_matches(path: str, result: EvaluationResult) -> None:
     """GeoPackage with layers 'predictions' and 'ground_truth', each polygon carrying its match status."""
     example = {"id": 0, "status": "", "match_id": 0, "iou": 0.0, "area_px": 0}
-    for i, (name, objs, rows) in enumerate((("predictions", pred, ev.predicted), ("ground_truth", truth, ev.truth))):
+    ev = result.evaluation
+    layers = (("predictions", result.predicted, ev.predicted), ("ground_truth", result.truth, ev.truth))
+    for i, (name, objs, rows) in enumerate(layers):
         records = []
         for row, rings in zip(rows, objs.rings):
             if rings:
                 attrs = {k: row[k] for k in example}
                 records.append(PolygonRecord(rings[0], attrs, tuple(rings[1:])))
-        write_polygons(path, name, grid.crs_wkt, records, append=i > 0, fields=list(example.items()))
+        write_polygons(path, name, result.grid.crs_wkt, records, append=i > 0, fields=list(example.items()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import os
 
@@ -43,6 +44,7 @@ class EvaluateAlgorithm(RtsAlgorithm):
     THRESHOLD = "THRESHOLD"
     CHIP_SIZE = "CHIP_SIZE"
     IOU = "IOU"
+    PIXEL_SIZE = "PIXEL_SIZE"
     OUTPUT = "OUTPUT"
     MATCHES = "MATCHES"
     CSV = "CSV"
@@ -64,8 +66,13 @@ class EvaluateAlgorithm(RtsAlgorithm):
             "<b>Object level</b>: precision, recall and F1 with one-to-one matching at IoU ≥ the threshold, and "
             "with the study's looser rule (any overlap counts).<br>"
             "Outputs a metrics table, CSV and HTML report, and a GeoPackage whose 'predictions' and "
-            "'ground_truth' layers mark each polygon TP, FP or FN. Polygon predictions need a reference raster "
-            "(e.g. the fused stack) for the grid; an area of interest limits where pixels count."
+            "'ground_truth' layers mark each polygon TP, FP or FN. Polygon detections are scored on the grid of a "
+            "reference raster (e.g. the fused stack) or, without one, on a grid of the given pixel size covering "
+            "both layers. An area of interest limits where pixels count; objects wholly outside it are not "
+            "counted.<br><br>"
+            "An empty ground truth, or ground truth that does not overlap the detections, is an error. Warnings "
+            "(ground truth partly outside the detections, no detection touching any true slump) are written to "
+            "the log and into the metrics table, CSV and report."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
@@ -105,6 +112,15 @@ class EvaluateAlgorithm(RtsAlgorithm):
                 self.IOU, "IoU for object matches", QgsProcessingParameterNumber.Double, 0.5, False, 0.01, 1.0
             )
         )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.PIXEL_SIZE,
+                "Pixel size for polygon detections without a reference raster (layer CRS units)",
+                QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+            )
+        )
         self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Metrics table", QgsProcessing.TypeVector))
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -126,8 +142,13 @@ class EvaluateAlgorithm(RtsAlgorithm):
         truth = vector_path(self.parameterAsVectorLayer(parameters, self.TRUTH, context), "ground truth")
         ref_layer = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
         aoi_layer = self.parameterAsVectorLayer(parameters, self.AOI, context)
+        pixel_size = (
+            self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
+            if parameters.get(self.PIXEL_SIZE) not in (None, "")
+            else None
+        )
         try:
-            ev, pred_objs, truth_objs, grid = evaluate_detections(
+            result = evaluate_detections(
                 prediction,
                 truth,
                 reference=layer_path(ref_layer, "reference") if ref_layer else None,
@@ -135,23 +156,32 @@ class EvaluateAlgorithm(RtsAlgorithm):
                 threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
                 chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
                 iou_threshold=self.parameterAsDouble(parameters, self.IOU, context),
+                pixel_size=pixel_size or None,
             )
         except (RtsFusionError, ValueError) as exc:
             raise QgsProcessingException(str(exc)) from exc
+        ev = result.evaluation
+        for warning in ev.warnings:
+            feedback.reportError(f"Warning: {warning}", fatalError=False)
         rows = metric_rows(ev)
         fields = QgsFields()
         fields.append(QgsField("metric", QVariant.String))
         fields.append(QgsField("pooled", QVariant.Double))
         fields.append(QgsField("per_chip", QVariant.Double))
+        fields.append(QgsField("note", QVariant.String))
         sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.NoGeometry)
         for row in rows:
             f = QgsFeature(fields)
-            f.setAttributes([row["metric"], row["pooled"], None if math.isnan(row["per_chip"]) else row["per_chip"]])
+            f.setAttributes(
+                [row["metric"]]
+                + [None if math.isnan(row[k]) else row[k] for k in ("pooled", "per_chip")]
+                + [row["note"]]
+            )
             sink.addFeature(f, QgsFeatureSink.FastInsert)
         results = {self.OUTPUT: dest}
         matches = self.parameterAsFileOutput(parameters, self.MATCHES, context)
         if matches:
-            write_matches(matches, ev, pred_objs, truth_objs, grid)
+            write_matches(matches, result)
             results[self.MATCHES] = matches
             for name in ("predictions", "ground_truth"):
                 uri = f"{matches}|layername={name}"
@@ -163,7 +193,10 @@ class EvaluateAlgorithm(RtsAlgorithm):
             results[self.CSV] = write_csv(csv_path, rows)
         html_path = self.parameterAsFileOutput(parameters, self.HTML, context)
         if html_path:
-            table = [{"metric": r["metric"], "pooled": r["pooled"], "per chip": r["per_chip"]} for r in rows]
+            table = [
+                {"metric": r["metric"], "pooled": r["pooled"], "per chip": r["per_chip"]} for r in rows if not r["note"]
+            ]
+            warnings = "".join(f"<li>{html.escape(w)}</li>" for w in ev.warnings)
             report.write_html(
                 html_path,
                 "RTS Fusion evaluation",
@@ -173,6 +206,7 @@ class EvaluateAlgorithm(RtsAlgorithm):
                         f"<p>Detections: {os.path.basename(prediction)}<br>Ground truth: {os.path.basename(truth)}"
                         f"<br>Chips scored: {ev.chips}</p>",
                     ),
+                    *((("Warnings", f"<ul>{warnings}</ul>"),) if warnings else ()),
                     ("Scores", report.table(table)),
                     ("Objects", f"<pre>{ev.objects}</pre>"),
                 ],

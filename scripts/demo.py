@@ -281,6 +281,9 @@ def main() -> int:
     print(f"\nMapped {mapped['COUNT']} thaw slumps on the unseen scene ({map_scene['N_SLUMPS']} true ones).")
     print(f"{'metric':<34}{'pooled':>10}{'per chip':>10}")
     for f in table.getFeatures():
+        if f["metric"] == "warning":
+            print(f"Warning: {f['note']}")
+            continue
         per_chip = f["per_chip"]
         per_chip_text = f"{per_chip:>10.3f}" if isinstance(per_chip, float) else f"{'':>10}"
         print(f"{f['metric']:<34}{f['pooled']:>10.3f}{per_chip_text}")

@@ -6,6 +6,7 @@ import pytest
 import rasterio
 from qgis.core import QgsProcessingException, QgsProject, QgsRasterLayer, QgsVectorLayer
 from rts_fusion.core.features import EXTENDED, PAPER
+from rts_fusion.core.vector import write_polygons
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +173,28 @@ def test_deep_learning_algorithms_explain_missing_torch(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(QgsProcessingException, match=r"(?s)Missing Python package\(s\): torch.*pip install"):
         require_deep_learning()
+
+
+def test_evaluate_polygons_on_a_pixel_size_grid_and_refusals(scene_run, tmp_path):
+    """Slump polygons scored against themselves without a reference raster; an empty truth is refused."""
+    slumps = scene_run["SLUMPS"]
+    ev = processing.run(
+        "rtsfusion:evaluate",
+        {
+            "PREDICTION": slumps,
+            "TRUTH": slumps,
+            "PIXEL_SIZE": 10.0,
+            "OUTPUT": "memory:",
+            "CSV": str(tmp_path / "m.csv"),
+        },
+    )
+    assert ev["PIXEL_F1"] == 1.0 and ev["OBJECT_F1"] == 1.0 and ev["OBJECT_F1_ANY_OVERLAP"] == 1.0
+    assert "note" in open(ev["CSV"]).readline()
+    with pytest.raises(QgsProcessingException, match="reference raster .* or a pixel size"):
+        processing.run("rtsfusion:evaluate", {"PREDICTION": slumps, "TRUTH": slumps, "OUTPUT": "memory:"})
+    empty = str(tmp_path / "empty_truth.gpkg")
+    write_polygons(empty, "truth", QgsVectorLayer(slumps).crs().toWkt(), [])
+    with pytest.raises(QgsProcessingException, match="holds no polygon"):
+        processing.run(
+            "rtsfusion:evaluate", {"PREDICTION": slumps, "TRUTH": empty, "PIXEL_SIZE": 10.0, "OUTPUT": "memory:"}
+        )
