@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from .config import ModelConfig
 
 CARD_FORMAT = "rtsfusion-model/1"
-NORMALIZATIONS = ("standardize", "chip_minmax")
+NORMALIZATIONS = ("standardize", "chip_minmax", "study")
 
 
 @dataclass(frozen=True)
@@ -16,18 +16,34 @@ class Normalization:
     """How raw stack values become network input.
 
     "standardize" (default): (x − mean) / std per band, with statistics of the training data, so a scene is
-    normalised the same way in every tile. "chip_minmax": the study's per-chip min–max scaling to 0–1,
-    then ImageNet mean/std on the RGB bands (kept for faithful reproduction; it changes with each chip).
-    Nodata pixels become 0 after normalisation either way.
+    normalised the same way in every tile. "chip_minmax": every band (RGB too) min–max scaled to 0–1 per
+    chip, then ImageNet mean/std on the RGB bands. "study": exactly the authors' data.py — each factor band
+    min–max scaled to 0–1 per chip (0 where the chip is flat), the RGB bands divided by `rgb_divisor` (255
+    for the study's 8-bit optical chips; 1 for reflectance already in 0–1) or, with `rgb_divisor` 0, min–max
+    scaled together per chip (their fallback for non-8-bit images), then ImageNet mean/std on RGB. Both
+    per-chip schemes change with each chip (tile). Nodata pixels are left out of the minima and maxima and
+    become 0 after normalisation.
     """
 
     method: str = "standardize"
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    rgb_divisor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in NORMALIZATIONS:
             raise ValueError(f"Unknown normalisation {self.method!r}; known: {', '.join(NORMALIZATIONS)}.")
+        if self.rgb_divisor < 0:
+            raise ValueError(f"The RGB divisor {self.rgb_divisor} is negative.")
+
+    def describe(self) -> str:
+        """One line for the card text and help."""
+        if self.method == "standardize":
+            return "standardize (training-data mean/std per band)"
+        if self.method == "chip_minmax":
+            return "chip_minmax (every band min–max per chip; ImageNet mean/std on RGB)"
+        rgb = f"RGB / {self.rgb_divisor:g}" if self.rgb_divisor > 0 else "RGB min–max per chip (jointly)"
+        return f"study (factors min–max per chip; {rgb}, then ImageNet mean/std)"
 
 
 @dataclass(frozen=True)
@@ -138,7 +154,7 @@ def format_card(card: ModelCard) -> str:
         f"decoder width {cfg.decoder_dim}",
         f"Bands ({len(card.bands)}): {', '.join(card.bands)}",
         f"Pixel size: {card.pixel_size:g}; tile {card.tile_size} px, overlap {card.overlap} px",
-        f"Normalisation: {card.normalization.method}; threshold {card.threshold:g}",
+        f"Normalisation: {card.normalization.describe()}; threshold {card.threshold:g}",
     ]
     if card.training:
         t = card.training

@@ -29,6 +29,9 @@ class ModelConfig:
         attn_downsample: the decoder attention runs at 1/attn_downsample of the input size (the study: 8).
         optical_channels: input band indices of the optical stream (dual-stream model only).
         auxiliary_channels: input band indices of the auxiliary stream (dual-stream model only).
+        block_norm_eps: epsilon of the layer norms inside the MiT blocks and after each stage: 1e-5 as in
+            transformers (ours), 1e-6 for networks imported from segmentation-models-pytorch checkpoints
+            (the authors' MiT), so their weights give their logits.
 
     """
 
@@ -40,6 +43,7 @@ class ModelConfig:
     attn_downsample: int = 8
     optical_channels: tuple[int, ...] = field(default_factory=tuple)
     auxiliary_channels: tuple[int, ...] = field(default_factory=tuple)
+    block_norm_eps: float = 1e-5
 
     def to_dict(self) -> dict:
         """JSON-ready form."""

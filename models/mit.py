@@ -33,7 +33,7 @@ class MiTEncoder(nn.Module):
     cost neither parameters nor compute.
     """
 
-    def __init__(self, in_channels: int, variant: str = "b0", stages: int = 4) -> None:
+    def __init__(self, in_channels: int, variant: str = "b0", stages: int = 4, block_norm_eps: float = 1e-5) -> None:
         super().__init__()
         from transformers import SegformerModel
 
@@ -41,6 +41,14 @@ class MiTEncoder(nn.Module):
         enc = self.model.encoder
         for name in ("patch_embeddings", "block", "layer_norm"):
             setattr(enc, name, getattr(enc, name)[:stages])
+        # segmentation-models-pytorch's MiT uses eps 1e-6 in these norms (patch-embedding and
+        # reduction norms keep 1e-5 in both); transformers uses 1e-5 throughout.
+        for norm in enc.layer_norm:
+            norm.eps = block_norm_eps
+        for stage in enc.block:
+            for layer in stage:
+                layer.layer_norm_1.eps = block_norm_eps
+                layer.layer_norm_2.eps = block_norm_eps
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.model(pixel_values=x, output_hidden_states=True, return_dict=True).hidden_states)

@@ -29,6 +29,12 @@ def _ca(cfg: ModelConfig) -> nn.Module:
     return SASegFormer(cfg, attention="cross")
 
 
+def _plain(cfg: ModelConfig) -> nn.Module:
+    from .sa_segformer import SASegFormer
+
+    return SASegFormer(cfg, attention="none")
+
+
 def _ds(cfg: ModelConfig) -> nn.Module:
     from .dual_stream import FusionSASegFormerDS
 
@@ -45,7 +51,7 @@ def _zoo(name: str) -> Callable[[ModelConfig], nn.Module]:
 
 
 # FusionSA-SegFormer is SA-SegFormer on the fused multi-source stack: the same network, named apart so the
-# card says which experiment a package comes from. The first twelve are the study's comparison.
+# card says which experiment a package comes from. New names are appended (Processing enums index this order).
 ARCHITECTURES: dict[str, tuple[str, Callable[[ModelConfig], nn.Module]]] = {
     "cnn3": ("3-layer CNN", _zoo("cnn3")),
     "unet_resnet34": ("U-Net (ResNet-34 encoder)", _zoo("unet_resnet34")),
@@ -54,16 +60,38 @@ ARCHITECTURES: dict[str, tuple[str, Callable[[ModelConfig], nn.Module]]] = {
     "fcn_resnet50": ("FCN (ResNet-50 encoder)", _zoo("fcn_resnet50")),
     "unet_convnext": ("U-Net (ConvNeXt-T encoder)", _zoo("unet_convnext")),
     "unet_swin": ("U-Net (Swin-T encoder)", _zoo("unet_swin")),
-    "segformer": ("SegFormer (MiT + all-MLP head)", _segformer),
+    "segformer": ("SegFormer-MLP (MiT + the original all-MLP head; not the study's SegFormer)", _segformer),
     "sa_segformer": ("SA-SegFormer (decoder self-attention)", _sa),
     "ca_segformer": ("CA-SegFormer (decoder cross-attention)", _ca),
     "sa_convnext": ("SA-ConvNeXt (ConvNeXt + decoder self-attention)", _zoo("sa_convnext")),
     "ca_convnext": ("CA-ConvNeXt (ConvNeXt + decoder cross-attention)", _zoo("ca_convnext")),
     "fusion_sa_segformer": ("FusionSA-SegFormer (the study's model, fused input)", _sa),
     "fusion_sa_segformer_ds": ("FusionSA-SegFormer-DS (dual-stream, ours)", _ds),
+    "segformer_study": ("SegFormer (the study's baseline: MiT + multi-scale-sum decoder, no attention)", _plain),
 }
-STUDY_TWELVE = tuple(list(ARCHITECTURES)[:12])
-MIT_BASED = ("segformer", "sa_segformer", "ca_segformer", "fusion_sa_segformer", "fusion_sa_segformer_ds")
+# The study's comparison of twelve models; its "SegFormer" is the SA-SegFormer decoder without attention.
+STUDY_TWELVE = (
+    "cnn3",
+    "unet_resnet34",
+    "unetpp_resnet34",
+    "deeplabv3plus_resnet34",
+    "fcn_resnet50",
+    "unet_convnext",
+    "unet_swin",
+    "segformer_study",
+    "sa_segformer",
+    "ca_segformer",
+    "sa_convnext",
+    "ca_convnext",
+)
+MIT_BASED = (
+    "segformer",
+    "segformer_study",
+    "sa_segformer",
+    "ca_segformer",
+    "fusion_sa_segformer",
+    "fusion_sa_segformer_ds",
+)
 
 
 def encoder_sizes(architecture: str) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 FusionSA-SegFormer is this network on the stacked multi-source input (13 bands in the study): pixel-level
 fusion happens in the shared encoder, feature-level fusion in the multi-scale sum and the decoder attention.
-CA-SegFormer swaps self-attention for cross-attention to the deepest projected stage.
+CA-SegFormer swaps self-attention for cross-attention to the deepest projected stage. The study's
+"SegFormer" baseline is the same decoder without the attention step.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ class AttentionDecoder(nn.Module):
     Inputs are the raw input (a full-resolution "stage 0") and encoder stages 1–3. Each is projected by a
     1×1 conv to `dim` channels, upsampled to the input size and summed: (B, dim, H, W). The sum is
     downsampled by `downsample`, passed through multi-head attention with a residual connection and
-    BatchNorm, upsampled and added back. A head of 3×3 conv, BN, ReLU and 1×1 conv gives (B, 1, H, W).
+    BatchNorm, upsampled and added back (skipped with attention "none", the study's SegFormer baseline).
+    A head of 3×3 conv, BN, ReLU and 1×1 conv gives (B, 1, H, W).
     """
 
     def __init__(self, in_dims: list[int], dim: int, heads: int, downsample: int, attention: str) -> None:
         super().__init__()
-        if attention not in ("self", "cross"):
-            raise ValueError(f"attention must be 'self' or 'cross', not {attention!r}")
+        if attention not in ("self", "cross", "none"):
+            raise ValueError(f"attention must be 'self', 'cross' or 'none', not {attention!r}")
         self.projections = nn.ModuleList(nn.Conv2d(c, dim, kernel_size=1) for c in in_dims)
         self.attention_kind = attention
-        self.attention = SelfAttention2d(dim, heads) if attention == "self" else CrossAttention2d(dim, heads)
-        self.norm = nn.BatchNorm2d(dim)
+        if attention != "none":
+            self.attention = SelfAttention2d(dim, heads) if attention == "self" else CrossAttention2d(dim, heads)
+            self.norm = nn.BatchNorm2d(dim)
         self.downsample = max(1, int(downsample))
         self.head = nn.Sequential(
             nn.Conv2d(dim, dim, kernel_size=3, padding=1),
@@ -44,6 +47,8 @@ class AttentionDecoder(nn.Module):
     def forward(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         projected = [proj(f) for proj, f in zip(self.projections, features)]
         fused = sum(F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in projected)
+        if self.attention_kind == "none":
+            return self.head(fused)
         small = (max(1, size[0] // self.downsample), max(1, size[1] // self.downsample))
         q = F.interpolate(fused, size=small, mode="bilinear", align_corners=False)  # (B, dim, H/8, W/8)
         if self.attention_kind == "self":
@@ -61,7 +66,7 @@ class SASegFormer(nn.Module):
 
     def __init__(self, cfg: ModelConfig, attention: str = "self") -> None:
         super().__init__()
-        self.encoder = MiTEncoder(cfg.in_channels, cfg.encoder, stages=3)
+        self.encoder = MiTEncoder(cfg.in_channels, cfg.encoder, stages=3, block_norm_eps=cfg.block_norm_eps)
         stage_dims = list(MIT_VARIANTS[cfg.encoder]["hidden_sizes"][:3])
         self.decoder = AttentionDecoder(
             [cfg.in_channels, *stage_dims], cfg.decoder_dim, cfg.attn_heads, cfg.attn_downsample, attention

@@ -12,6 +12,7 @@ from .band_importance import BandImportanceAlgorithm
 from .change_detect import ChangeDetectAlgorithm
 from .detect import DetectAlgorithm
 from .evaluate import EvaluateAlgorithm
+from .import_checkpoint import ImportCheckpointAlgorithm
 from .inventory_stats import InventoryStatsAlgorithm
 from .landsat_bands import LandsatBandsAlgorithm
 from .map_slumps import MapSlumpsAlgorithm
@@ -47,6 +48,7 @@ class RtsFusionProvider(QgsProcessingProvider):
             SampleSceneAlgorithm(),
             LandsatBandsAlgorithm(),
             TrainAlgorithm(),
+            ImportCheckpointAlgorithm(),
             DetectAlgorithm(),
             PolygonizeAlgorithm(),
             EvaluateAlgorithm(),
