@@ -181,6 +181,7 @@ def build_target_grid(
         raise AlignmentError(f"The pixel size must be positive, not {pixel_size}.")
     else:
         px = py = float(pixel_size)
+        _check_pixel_units(dst_crs, px)
 
     boxes = []
     for s in sources:
@@ -208,6 +209,13 @@ def build_target_grid(
         bottom = math.ceil(ymin / py - 1e-9) * py
     width = int(round((right - left) / px))
     height = int(round((top - bottom) / py))
+    if (width < 1 or height < 1) and xmax > xmin and ymax > ymin:
+        units = _units(dst_crs)
+        raise AlignmentError(
+            f"The pixel size {px:g} {units} is larger than the layers' common area "
+            f"({xmax - xmin:.6g} × {ymax - ymin:.6g} {units} in {dst_crs.to_string()}): not one pixel fits. "
+            "Give a smaller pixel size."
+        )
     if width < 1 or height < 1:
         lines = [f"- {s.label} '{s.path}': {_fmt(b)}" for s, b in boxes]
         if extent is not None:
@@ -263,3 +271,85 @@ def iter_windows(grid: TargetGrid, size: int) -> list[Window]:
         for r in range(0, grid.height, size)
         for c in range(0, grid.width, size)
     ]
+
+
+def _units(crs: CRS) -> str:
+    """The linear or angular unit of a CRS in words ("metre", "degree", "US survey foot" …)."""
+    if crs.is_geographic:
+        return "degree"
+    try:
+        return crs.linear_units or "unit"
+    except (AttributeError, rasterio.errors.CRSError):
+        return "unit"
+
+
+def _check_pixel_units(crs: CRS, pixel_size: float) -> None:
+    """Refuse a pixel size that reads like metres in a geographic CRS (a degree is ~111 km)."""
+    if crs.is_geographic and pixel_size >= 1.0:
+        raise AlignmentError(
+            f"The target CRS {crs.to_string()} is geographic (its unit is the degree), and a pixel size of "
+            f"{pixel_size:g} degree(s) is {pixel_size * _M_PER_DEG_LAT / 1000:,.0f} km: it looks like metres. "
+            f"Give the pixel size in degrees (10 m ≈ {10 / _M_PER_DEG_LAT:.6f}°) or choose a projected CRS "
+            "(e.g. the UTM zone of the area)."
+        )
+
+
+# A target pixel this many times finer than the finest input only interpolates; it cannot be meant.
+MAX_REFINEMENT = 10.0
+
+
+def _source_metres(src: SourceInfo) -> float:
+    """The finer pixel side of a source, in metres."""
+    crs = CRS.from_wkt(src.crs_wkt)
+    a = Affine(*src.transform)
+    grid = TargetGrid(src.crs_wkt, tuple(a)[:6], src.width, src.height)
+    if crs.is_geographic or crs.is_projected:
+        return min(grid.metres_per_pixel())
+    return min(abs(a.a), abs(a.e))
+
+
+def check_grid_size(
+    grid: TargetGrid,
+    sources: Sequence[SourceInfo],
+    bands: int,
+    folder: str,
+    bytes_per_value: int = 4,
+) -> int:
+    """Refuse a grid that cannot be meant before anything is written; return its estimated size in bytes.
+
+    Refused: a pixel size more than MAX_REFINEMENT times finer than the finest input, and an output whose
+    uncompressed size (pixels × bands × bytes) exceeds the free disk space of `folder`.
+
+    Raises:
+        AlignmentError: naming the pixel size, the CRS's units and the sizes.
+
+    """
+    import shutil
+
+    units = _units(grid.crs)
+    px = min(grid.pixel_size)
+    target_m = min(grid.metres_per_pixel())
+    finest = min(sources, key=_source_metres)
+    finest_m = _source_metres(finest)
+    pixels = grid.width * grid.height
+    size = pixels * bands * bytes_per_value
+    if target_m * MAX_REFINEMENT < finest_m:
+        hint = (
+            " It looks like degrees: in a projected CRS the pixel size is in metres."
+            if not grid.crs.is_geographic and px < 0.01
+            else ""
+        )
+        raise AlignmentError(
+            f"The pixel size {px:g} {units} (≈ {target_m:.3g} m) is more than {MAX_REFINEMENT:g} times finer than "
+            f"the finest input, the {finest.label} layer (≈ {finest_m:.3g} m per pixel): the grid would have "
+            f"{grid.width:,} × {grid.height:,} pixels ({size / 1e9:,.1f} GB) of interpolated values.{hint} "
+            "Give a pixel size near the inputs' resolution, or leave it empty."
+        )
+    free = shutil.disk_usage(folder or ".").free
+    if size > free:
+        raise AlignmentError(
+            f"The output grid ({grid.width:,} × {grid.height:,} pixels of {px:g} {units}, {bands} band(s)) needs "
+            f"up to {size / 1e9:,.2f} GB, but only {free / 1e9:,.2f} GB are free in '{folder}'. Give a larger "
+            "pixel size, a smaller extent, fewer features, or another output folder."
+        )
+    return size
