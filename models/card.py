@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from ..core.features import needed_inputs
 from .config import ModelConfig
 
 CARD_FORMAT = "rtsfusion-model/1"
@@ -138,6 +139,10 @@ class ModelCard:
         if self.tile_size < 16 or not 0 <= self.overlap < self.tile_size:
             raise ValueError(f"the card's tile size {self.tile_size} / overlap {self.overlap} are invalid")
 
+    def needed_inputs(self) -> list[str]:
+        """The inputs a user must give for this model's bands, in words (e.g. "a thermal layer", "a DEM")."""
+        return needed_inputs(self.bands)
+
     def missing_bands(self, available: tuple[str, ...] | list[str]) -> list[str]:
         """Bands the model needs that `available` lacks."""
         have = set(available)
@@ -153,6 +158,7 @@ def format_card(card: ModelCard) -> str:
         f"Architecture: {ARCHITECTURES.get(cfg.architecture, (cfg.architecture,))[0]} — encoder MiT-{cfg.encoder}, "
         f"decoder width {cfg.decoder_dim}",
         f"Bands ({len(card.bands)}): {', '.join(card.bands)}",
+        f"Inputs needed: {'; '.join(card.needed_inputs())}",
         f"Pixel size: {card.pixel_size:g}; tile {card.tile_size} px, overlap {card.overlap} px",
         f"Normalisation: {card.normalization.describe()}; threshold {card.threshold:g}",
     ]

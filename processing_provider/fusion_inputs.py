@@ -21,8 +21,18 @@ from ..core.stack import FusionInputs, GridOptions, OpticalBands
 from ..core.thermal import ThermalSpec
 from .common import RtsAlgorithm, layer_path, optional_number
 
-PRESET_KEYS = ("paper", "extended", "custom")
-SENSOR_KEYS = tuple(SENSORS)
+# Enum indexes are part of saved models and scripts: new choices are appended, never inserted.
+PRESET_KEYS = ("paper", "extended", "custom", "optical_dem", "optical", "rgb")
+PRESET_LABELS = (
+    "paper (study's 13 channels: optical, thermal, DEM, temperature series)",
+    "extended (paper + terrain + NDWI + LST anomaly)",
+    "custom",
+    "optical_dem (optical + DEM: no thermal, no temperature series)",
+    "optical (optical only: reflectance and indices)",
+    "rgb (red, green, blue only)",
+)
+SENSOR_KEYS = (*SENSORS, "auto")
+SENSOR_LABELS = (*SENSORS.values(), "Detect from the optical layer's band names and metadata")
 BAND_KEYS = ("BLUE", "GREEN", "RED", "NIR", "SWIR1", "SWIR2")
 
 
@@ -59,16 +69,21 @@ class FusionInputsAlgorithm(RtsAlgorithm):
             QgsProcessingParameterRasterLayer(self.THERMAL, "Thermal layer (LST or thermal band)", optional=True)
         )
         self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, "Elevation model (DEM, metres)", optional=True))
-        # Optional with defaults, so qgis_process and the modeller take 1..6 when unset; a band cleared by the
-        # user is refused by name only if a requested feature needs it.
-        for i, key in enumerate(BAND_KEYS):
+        # No default band: a band left empty is read from the optical layer's band names, wavelengths or its
+        # sensor's band layout (the log prints the mapping used), and refused by name when that cannot tell.
+        for key in BAND_KEYS:
             label = key if key.startswith(("NIR", "SWIR")) else key.capitalize()
             self.addParameter(
-                QgsProcessingParameterBand(f"BAND_{key}", f"{label} band", i + 1, self.OPTICAL, optional=True)
+                QgsProcessingParameterBand(
+                    f"BAND_{key}", f"{label} band (empty: from band names)", None, self.OPTICAL, optional=True
+                )
             )
         self.addParameter(
             QgsProcessingParameterEnum(
-                self.SENSOR, "Optical sensor (for Tasseled Cap)", options=list(SENSORS.values()), defaultValue=0
+                self.SENSOR,
+                "Optical sensor (band layout, Tasseled Cap)",
+                options=list(SENSOR_LABELS),
+                defaultValue=SENSOR_KEYS.index("auto"),
             )
         )
         if with_features:
@@ -76,11 +91,7 @@ class FusionInputsAlgorithm(RtsAlgorithm):
                 QgsProcessingParameterEnum(
                     self.PRESET,
                     "Features",
-                    options=[
-                        "paper (study's 13 channels)",
-                        "extended (paper + terrain + NDWI + LST anomaly)",
-                        "custom",
-                    ],
+                    options=list(PRESET_LABELS),
                     defaultValue=0,
                 )
             )

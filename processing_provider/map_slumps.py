@@ -103,9 +103,19 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         except ValueError as exc:
             raise QgsProcessingException(str(exc)) from exc
         feedback.pushInfo(f"Model needs {len(card.bands)} bands: {', '.join(card.bands)}")
+        feedback.pushInfo(f"From the inputs: {'; '.join(card.needed_inputs())}")
         inputs, grid, radius = self.read_inputs(parameters, context)
         stack = self.parameterAsOutputLayer(parameters, self.STACK, context)
-        run_core(steps, build_fused_stack, inputs, card.bands, stack, grid_options=grid, terrain_radius_m=radius)
+        run_core(
+            steps,
+            build_fused_stack,
+            inputs,
+            card.bands,
+            stack,
+            grid_options=grid,
+            terrain_radius_m=radius,
+            log=feedback.pushInfo,
+        )
         threshold = optional_number(self, parameters, self.THRESHOLD, context)
         prob = self.parameterAsOutputLayer(parameters, self.PROBABILITY, context)
         mask = self.parameterAsOutputLayer(parameters, self.MASK, context)
