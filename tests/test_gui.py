@@ -42,7 +42,7 @@ def test_band_mapping_is_guessed_from_band_names():
     assert guess_band_mapping(l5, "landsat5") == {"blue": 1, "green": 2, "red": 3, "nir": 4, "swir1": 5, "swir2": 6}
     named = ["Red", "Green", "Blue", "Near infrared"]
     assert guess_band_mapping(named) == {"red": 1, "green": 2, "blue": 3, "nir": 4}
-    assert guess_band_mapping(["", "", ""]) == {"blue": 1, "green": 2, "red": 3}  # the algorithms' default order
+    assert guess_band_mapping(["", "", ""]) == {}  # unnamed bands: no silent default order
     sample = ["B2 (blue)", "B3 (green)", "B4 (red)", "B8 (NIR)", "B11 (SWIR1)", "B12 (SWIR2)"]
     assert guess_band_mapping(sample) == {"blue": 1, "green": 2, "red": 3, "nir": 4, "swir1": 5, "swir2": 6}
 
@@ -52,8 +52,8 @@ def test_unmet_needs_name_the_missing_inputs():
     assert unmet_needs(PAPER, True, True, True, all_bands, "sentinel2") == []
     problems = unmet_needs(PAPER, False, False, False, {"blue": 1, "green": 2, "red": 3}, "other")
     text = "\n".join(problems)
-    assert "LST need(s) a thermal layer" in text and "DEM need(s) a DEM" in text
-    assert "FTI need(s) a temperature series" in text and "NIR band" in text and "Tasseled Cap" in text
+    assert "LST needs a thermal layer" in text and "DEM needs a DEM" in text
+    assert "FTI needs a temperature series" in text and "NIR band" in text and "Tasseled Cap" in text
     assert unmet_needs(("RED", "GREEN", "BLUE"), False, False, False, {"blue": 1, "green": 2, "red": 3}, "other") == []
 
 
@@ -191,7 +191,7 @@ def test_dock_lists_rasters_shows_the_card_and_maps_slumps(provider, qgis_iface,
     assert dock.sensor.currentData() == "sentinel2"
     assert dock.check_needs() == []
     dock.thermal.setLayer(None)
-    assert "LST need(s) a thermal layer" in dock.needs_label.text()
+    assert "LST needs a thermal layer" in dock.needs_label.text()
     assert dock.run_mapping() is False  # refused while the layers cannot supply the bands
     dock.thermal.setLayer(scene_layers["thermal"])
     dock.device.setCurrentIndex(1)

@@ -111,7 +111,7 @@ def test_extent_clips_the_grid(sample_scene, tmp_path):
 @pytest.mark.parametrize(
     ("kw", "features", "message"),
     [
-        ({"bands": OpticalBands(1, 2, 3, 4, None, 6, sensor="sentinel2")}, ("NDMI",), "SWIR1"),
+        ({"bands": OpticalBands(1, 2, 3, 4, 9, 6, sensor="sentinel2")}, ("NDMI",), "SWIR1 band is set to band 9"),
         ({"bands": OpticalBands(1, 2, 3, 9)}, ("NDVI",), "has 6 band"),
         ({"bands": OpticalBands(1, 2, 3, 4, 5, 6, sensor="other")}, ("TCB",), "Tasseled Cap"),
         ({"temperature_series": None}, ("FTI",), "FTI"),
