@@ -41,8 +41,8 @@ NAME_PATTERNS = {
     "green": r"\bgreen\b",
     "red": r"\bred\b",
     "nir": r"\bnir\b|near[ _-]?infra",
-    "swir1": r"swir[ _-]?1\b|swir[ _-]?16",
-    "swir2": r"swir[ _-]?2\b|swir[ _-]?22",
+    "swir1": r"swir[ _-]?1\b|swir[ _-]?16|short[ _-]?wave[ _-]?infra[a-z]*[ _-]?1\b",
+    "swir2": r"swir[ _-]?2\b|swir[ _-]?22|short[ _-]?wave[ _-]?infra[a-z]*[ _-]?2\b",
 }
 
 # Centre-wavelength windows (µm) of each key; the narrow NIR band of Sentinel-2 (B8A, 0.865 µm) also falls in

@@ -13,7 +13,7 @@ from .train import DEVICES
 
 # The registry's order: the study's twelve, then FusionSA-SegFormer and its dual-stream variant.
 ARCHITECTURE_IDS = tuple(ARCHITECTURES)
-BAND_SETS = ("rgb", "paper", "extended", "all bands of the stack")
+BAND_SETS = ("rgb", "paper", "extended", "all bands of the stack", "optical_dem", "optical")  # append only
 SIZES = ("tiny", "standard")
 
 

@@ -39,7 +39,16 @@ ARCHITECTURES = (
 )
 ENCODERS = ("b0", "b1", "b2", "b3", "b4", "b5", "tiny")
 DEVICES = ("auto", "cpu", "cuda")
-BAND_CHOICES = ("all bands of the stack", "paper (13 channels)", "rgb", "custom list")
+# Appended only: the indexes are stored in scripts and models.
+BAND_CHOICES = (
+    "all bands of the stack",
+    "paper (13 channels)",
+    "rgb",
+    "custom list",
+    "optical_dem (optical + DEM: no thermal, no temperature series)",
+    "optical (optical only)",
+)
+BAND_PRESETS = {1: "paper", 2: "rgb", 4: "optical_dem", 5: "optical"}
 
 
 def vector_path(layer, name: str) -> str:
@@ -96,6 +105,10 @@ class TrainAlgorithm(RtsAlgorithm):
             "<b>Split</b>: <i>blocked</i> holds out whole spatial blocks so no validation or test chip shares a "
             "pixel with a training chip; <i>random</i> reproduces the study's chip-level split, which leaks "
             "(the report gives the shared pixels).<br>"
+            "<b>Input bands</b>: all bands of the stack, a preset (<i>paper</i>; <i>rgb</i>; <i>optical_dem</i> "
+            "for optical imagery with a DEM and no thermal layer or temperature series; <i>optical</i> for "
+            "optical imagery only) or a custom list. The model card records the bands and so the inputs a user "
+            "needs to run the model.<br>"
             "Cancelling between batches keeps the best checkpoint so far. A CUDA GPU is used when present "
             "(mixed precision); on a CPU keep the tile size and encoder small."
         )
@@ -211,7 +224,7 @@ class TrainAlgorithm(RtsAlgorithm):
             return None
         if choice == 3:
             return resolve_features(custom=self.parameterAsString(parameters, self.CUSTOM_BANDS, context))
-        return resolve_features(("paper", "rgb")[choice - 1])
+        return resolve_features(BAND_PRESETS[choice])
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()

@@ -358,3 +358,51 @@ def test_alignfuse_lists_every_missing_input_and_asks_for_unnamed_bands(alg_scen
         "BLUE",
     )
     assert not (tmp_path / "p.tif").exists()
+
+
+# --- Real data (skipped when ../shared/data is absent) ----------------------------------------------
+
+
+def test_real_sentinel2_bands_are_mapped_from_their_names(shared_data, tmp_path):
+    base = shared_data / "landsat5_thermal_srtm" / "converted_from_rds"
+    lines: list[str] = []
+    inp = FusionInputs(
+        str(base / "sen2_L2A_12band.tif"), None, str(base / "srtm_sen2_grid.tif"), OpticalBands(scale=1.0)
+    )
+    info = build_fused_stack(
+        inp,
+        ("RED", "NIR", "NDVI", "TCG", "SLOPE"),
+        str(tmp_path / "s2.tif"),
+        grid_options=GridOptions(crs="EPSG:32721", pixel_size=10.0),
+        terrain_radius_m=30,
+        log=lines.append,
+    )
+    mapping = next(line for line in lines if line.startswith("Optical band mapping"))
+    assert "RED = band 4 (band name)" in mapping and "NIR = band 8 (band name)" in mapping
+    assert "SWIR1 = band 11" in mapping  # B11 is the 11th band: B10 is missing from L2A
+    assert any("sensor: sentinel2 (recognised" in line for line in lines)
+    assert info.valid_fraction > 0.5
+
+
+def test_real_unnamed_peel_bands_are_refused_until_mapped(shared_data, tmp_path):
+    s2 = str(shared_data / "peel_labelling_experiment" / "S2_20210821T210019_20210821T210020_T08WMA.tif")
+    with pytest.raises(FeatureError, match=r"do not tell which band is BLUE, RED, NIR: set the BLUE, RED, NIR band"):
+        build_fused_stack(FusionInputs(s2, None, None), ("NDVI", "BLUE"), str(tmp_path / "p.tif"))
+    assert not (tmp_path / "p.tif").exists()
+    lines: list[str] = []
+    bands = OpticalBands(blue=1, green=2, red=3, nir=4, scale=1e-4)
+    info = build_fused_stack(FusionInputs(s2, None, None, bands), ("NDVI",), str(tmp_path / "p.tif"), log=lines.append)
+    assert "NIR = band 4 (given)" in next(line for line in lines if line.startswith("Optical band mapping"))
+    assert info.valid_fraction > 0.9
+
+
+def test_real_landsat_l2_st_as_celsius_is_refused(shared_data, tmp_path):
+    from rts_fusion.core.thermal import ThermalSpec
+
+    base = shared_data / "landsat8_l2_surface_temperature" / "georeferenced_from_MTL"
+    sr = sorted(str(p) for p in base.glob("*_SR_B4.TIF"))[0]
+    st = sorted(str(p) for p in base.glob("*_ST_B10.TIF"))[0]
+    wrong = ThermalSpec(unit="C", scale=0.00341802, offset=149.0)  # kelvin values declared Celsius
+    inp = FusionInputs(sr, st, None, OpticalBands(red=1, scale=2.75e-5, offset=-0.2), wrong)
+    with pytest.raises(FeatureError, match="not plausible"):
+        build_fused_stack(inp, ("RED", "LST"), str(tmp_path / "l8.tif"))
