@@ -380,7 +380,14 @@ def fitting_preset(available: Available) -> str | None:
 
 def describe_unmet(unmet: Sequence[UnmetNeed], available: Available | None = None) -> str:
     """All unmet needs in one message, with the preset that fits what was given."""
-    listed = "; ".join(u.message for u in unmet)
+    # One clause per missing layer, and one for all optical bands that are not mapped.
+    bands = [u for u in unmet if u.need in OPTICAL_KEYS]
+    parts = [u.message for u in unmet if u.need not in OPTICAL_KEYS]
+    if bands:
+        users = tuple(dict.fromkeys(f for u in bands for f in u.features))
+        names = ", ".join(u.need.upper() for u in bands)
+        parts.append(f"{', '.join(users)} {_verb(users)} the optical band(s) {names}")
+    listed = "; ".join(parts)
     text = f"The requested features (bands) need inputs that were not given: {listed}."
     if available is not None:
         preset = fitting_preset(available)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -345,7 +346,10 @@ def check_grid_size(
             f"{grid.width:,} × {grid.height:,} pixels ({size / 1e9:,.1f} GB) of interpolated values.{hint} "
             "Give a pixel size near the inputs' resolution, or leave it empty."
         )
-    free = shutil.disk_usage(folder or ".").free
+    existing = os.path.abspath(folder or ".")
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)  # a folder still to be created: its nearest existing parent
+    free = shutil.disk_usage(existing).free
     if size > free:
         raise AlignmentError(
             f"The output grid ({grid.width:,} × {grid.height:,} pixels of {px:g} {units}, {bands} band(s)) needs "

@@ -406,3 +406,11 @@ def test_real_landsat_l2_st_as_celsius_is_refused(shared_data, tmp_path):
     inp = FusionInputs(sr, st, None, OpticalBands(red=1, scale=2.75e-5, offset=-0.2), wrong)
     with pytest.raises(FeatureError, match="not plausible"):
         build_fused_stack(inp, ("RED", "LST"), str(tmp_path / "l8.tif"))
+
+
+def test_grid_size_estimate_for_a_folder_still_to_be_created(sample_scene, tmp_path):
+    from rts_fusion.core.grid import build_target_grid, check_grid_size, inspect_source
+
+    src = inspect_source(sample_scene.optical, "optical")
+    grid = build_target_grid([src])
+    assert check_grid_size(grid, [src], 13, str(tmp_path / "not" / "yet")) == 128 * 128 * 13 * 4
