@@ -110,6 +110,12 @@ def resolve_band_mapping(ds: rasterio.io.DatasetReader, bands: OpticalBands) -> 
     )
 
 
+def read_band_mapping(path: str, given: dict[str, int] | None = None, sensor: str | None = None) -> BandMapping:
+    """The optical mapping of a raster file: the bands given, the rest read from its names and metadata."""
+    with rasterio.open(path) as ds:
+        return resolve_band_mapping(ds, OpticalBands(**(given or {}), sensor=sensor or "auto"))
+
+
 def _boa_offsets(ds: rasterio.io.DatasetReader, band_idx: Sequence[int]) -> tuple[list[float | None], float, str]:
     """Sentinel-2 L2A BOA_ADD_OFFSET (DN) per band where the metadata has one, quantification and baseline.
 

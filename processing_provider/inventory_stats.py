@@ -15,7 +15,9 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
+from ..core.bands import describe_mapping
 from ..core.inventory import DEFAULT_WATER_EDGES, InventoryOptions, inventory_statistics, write_report
+from ..core.sources import read_band_mapping
 from .common import RtsAlgorithm, layer_path, run_core, write_table
 from .train import vector_path
 
@@ -67,8 +69,15 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterRasterLayer("OPTICAL", "Optical image (for NDWI water)", optional=True))
-        self.addParameter(QgsProcessingParameterBand("GREEN_BAND", "Green band", 2, "OPTICAL", optional=True))
-        self.addParameter(QgsProcessingParameterBand("NIR_BAND", "NIR band", 4, "OPTICAL", optional=True))
+        # No default band: read from the optical layer's band names, or asked for (never a silent 2 and 4).
+        self.addParameter(
+            QgsProcessingParameterBand(
+                "GREEN_BAND", "Green band (empty: from band names)", None, "OPTICAL", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBand("NIR_BAND", "NIR band (empty: from band names)", None, "OPTICAL", optional=True)
+        )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
                 "AOI", "Study area (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
@@ -106,6 +115,24 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("N_SLUMPS", "Slumps in the study area"))
         self.addOutput(QgsProcessingOutputNumber("STUDY_AREA_KM2", "Study area (km²)"))
 
+    def _water_bands(self, parameters, context, optical: str, feedback) -> tuple[int, int]:
+        """Green and NIR bands of the optical layer: as set, else from its band names; refused when unknown."""
+        given = {
+            key: self.parameterAsInt(parameters, name, context)
+            for key, name in (("green", "GREEN_BAND"), ("nir", "NIR_BAND"))
+            if self.parameterAsInt(parameters, name, context)
+        }
+        mapping = read_band_mapping(optical, given)
+        missing = mapping.missing(("green", "nir"))
+        if missing:
+            names = " and ".join(f"{k.upper() if k == 'nir' else k.capitalize()} band" for k in missing)
+            raise QgsProcessingException(
+                f"The optical layer's band names and metadata do not tell which band is {names.replace(' band', '')}: "
+                f"set the {names} parameter(s) (NDWI water needs them), or give a water layer instead."
+            )
+        feedback.pushInfo(f"NDWI water from the optical layer: {describe_mapping(mapping, ('green', 'nir'))}.")
+        return mapping.bands["green"], mapping.bands["nir"]
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         slumps = vector_path(self.parameterAsVectorLayer(parameters, "SLUMPS", context), "inventory")
         dem = layer_path(self.parameterAsRasterLayer(parameters, "DEM", context), "DEM")
@@ -119,15 +146,19 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
             tpi_radius=self.parameterAsDouble(parameters, "TPI_RADIUS", context),
             ndwi_threshold=self.parameterAsDouble(parameters, "NDWI_THRESHOLD", context),
         )
+        optical = layer_path(optical_layer, "optical") if optical_layer else None
+        green, nir = 2, 4  # unused unless water comes from the optical layer's NDWI
+        if optical and not water_layer:
+            green, nir = self._water_bands(parameters, context, optical, feedback)
         result = run_core(
             feedback,
             inventory_statistics,
             slumps,
             dem,
             water_path=vector_path(water_layer, "water") if water_layer else None,
-            optical_path=layer_path(optical_layer, "optical") if optical_layer else None,
-            green_band=self.parameterAsInt(parameters, "GREEN_BAND", context) or 2,
-            nir_band=self.parameterAsInt(parameters, "NIR_BAND", context) or 4,
+            optical_path=optical,
+            green_band=green,
+            nir_band=nir,
             aoi_path=vector_path(aoi_layer, "study area") if aoi_layer else None,
             options=options,
         )

@@ -414,3 +414,31 @@ def test_grid_size_estimate_for_a_folder_still_to_be_created(sample_scene, tmp_p
     src = inspect_source(sample_scene.optical, "optical")
     grid = build_target_grid([src])
     assert check_grid_size(grid, [src], 13, str(tmp_path / "not" / "yet")) == 128 * 128 * 13 * 4
+
+
+def test_inventory_stats_reads_water_bands_from_names_or_asks(alg_scene, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    class Log(QgsProcessingFeedback):
+        lines: list[str] = []
+
+        def pushInfo(self, info):  # noqa: N802 - QGIS API name
+            self.lines.append(info)
+
+    params = {
+        "SLUMPS": alg_scene["SLUMPS"],
+        "DEM": alg_scene["DEM"],
+        "OPTICAL": alg_scene["OPTICAL"],
+        "OUTPUT": str(tmp_path / "stats.gpkg"),
+    }
+    log = Log()
+    processing.run("rtsfusion:inventorystats", params, feedback=log)
+    assert any("GREEN = band 2 (band name), NIR = band 4 (band name)" in line for line in log.lines)
+    bare = _copy(alg_scene["OPTICAL"], tmp_path / "bare.tif", descriptions=[""] * 6)
+    with pytest.raises(QgsProcessingException, match=r"set the Green band and NIR band parameter"):
+        processing.run("rtsfusion:inventorystats", {**params, "OPTICAL": bare, "OUTPUT": str(tmp_path / "s2.gpkg")})
+    processing.run(
+        "rtsfusion:inventorystats",
+        {**params, "OPTICAL": bare, "GREEN_BAND": 2, "NIR_BAND": 4, "OUTPUT": str(tmp_path / "s3.gpkg")},
+    )
