@@ -382,6 +382,10 @@ def test_real_sentinel2_bands_are_mapped_from_their_names(shared_data, tmp_path)
     assert "SWIR1 = band 11" in mapping  # B11 is the 11th band: B10 is missing from L2A
     assert any("sensor: sentinel2 (recognised" in line for line in lines)
     assert info.valid_fraction > 0.5
+    # This real L2A clip has every band's 1st percentile near 0.11 (blue over rain forest): the −1000 DN offset of
+    # baseline 04.00 was evidently never removed, and the stack says so.
+    assert info.warnings and "offset may be missing" in info.warnings[0]
+    assert any("reduced neighbourhood" in line for line in lines)  # SRTM on the S2 grid: no DEM beyond it
 
 
 def test_real_unnamed_peel_bands_are_refused_until_mapped(shared_data, tmp_path):
