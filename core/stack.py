@@ -261,6 +261,14 @@ def build_fused_stack(
         report = quality.range_report()
         if report:
             log(report)
+        pixels = grid.width * grid.height
+        partial = {label: n / pixels for label, n in src.valid_counts.items() if n < pixels}
+        if partial:
+            log(
+                "Valid share of the grid per input: "
+                + ", ".join(f"{label} {100 * share:.1f} %" for label, share in partial.items())
+                + " (the rest is nodata in the stack)."
+            )
         if src.reduced_terrain:
             log(
                 f"Terrain features of {src.reduced_terrain:,} pixel(s) near the DEM's edge (or its nodata holes) "

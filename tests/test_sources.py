@@ -313,7 +313,17 @@ def test_terrain_at_the_edge_of_a_dem_that_covers_only_the_grid(sample_scene, tm
     assert 0 < count < width * height / 2
     with rasterio.open(info.path) as ds:
         slope = ds.read(2)
+        whole = ds.read()
     assert np.isfinite(slope).all() and slope[0].max() < 90
+    small = build_fused_stack(
+        _inputs(sample_scene, dem=str(tight)),
+        ("DEM", "SLOPE", "TPI"),
+        str(tmp_path / "t40.tif"),
+        terrain_radius_m=30,
+        window_size=40,
+    )
+    with rasterio.open(small.path) as ds:
+        np.testing.assert_allclose(ds.read(), whole, rtol=1e-5, atol=1e-5)  # the same whatever the windows
 
 
 # --- Through Processing ----------------------------------------------------------------------------------
@@ -446,3 +456,16 @@ def test_inventory_stats_reads_water_bands_from_names_or_asks(alg_scene, tmp_pat
         "rtsfusion:inventorystats",
         {**params, "OPTICAL": bare, "GREEN_BAND": 2, "NIR_BAND": 4, "OUTPUT": str(tmp_path / "s3.gpkg")},
     )
+
+
+def test_partial_inputs_are_reported_with_their_valid_share(sample_scene, tmp_path):
+    lines: list[str] = []
+    build_fused_stack(
+        _inputs(sample_scene),
+        ("RED", "DEM"),
+        str(tmp_path / "r.tif"),
+        grid_options=GridOptions(crs="EPSG:32645", pixel_size=20.0),
+        log=lines.append,
+    )
+    share = next(line for line in lines if line.startswith("Valid share of the grid per input"))
+    assert "optical" in share and "%" in share  # the rotated footprint leaves nodata corners
