@@ -26,11 +26,11 @@ from ..core.grid import TargetGrid
 from ..core.labels import rasterize_polygons
 from ..core.metrics import confusion, scores
 from ..core.stack import read_stack_info
+from ..core.tiling import PredictFn, TileLayout, TileRow, blend_tiles, cut_row
 from ..core.vector import read_polygons
 from .card import ModelCard
-from .inference import blend_weights, grid_window, match_bands, predict_batch, tile_starts
-from .normalize import normalize
-from .train import amp_dtype, resolve_device
+from .device import resolve_device
+from .inference import TorchPredictor, card_prepare, grid_window, match_bands
 
 METHODS = ("both", "permutation", "saliency")
 MAX_AREA_PIXELS = 4096 * 4096
@@ -92,10 +92,10 @@ def read_area(
     max_pixels: int = MAX_AREA_PIXELS,
     require_truth: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """The model's bands of an area (the stack, or the bounding box of the AOI), normalised, with its masks.
+    """The model's bands of an area (the stack, or the bounding box of the AOI), with its masks.
 
     Returns:
-        (normalised input (C, H, W), valid pixels (inside the AOI, no nodata), ground truth, window).
+        (input (C, H, W) with NaN for nodata, valid pixels (inside the AOI, no nodata), ground truth, window).
 
     Raises:
         RtsFusionError: bands missing, an area too large or off the stack, nodata only, no slump on valid pixels
@@ -124,12 +124,18 @@ def read_area(
         valid &= rasterize_polygons(aoi_path, grid).astype(bool)
     if require_truth and not (truth & valid).any():
         raise RtsFusionError("No ground-truth slump polygon falls on valid pixels of the area.")
-    x = normalize(raw[None], card.normalization, card.bands)[0]
-    return x, valid, truth, (col0, row0, width, height)
+    return raw, valid, truth, (col0, row0, width, height)
+
+
+def area_rows(card: ModelCard, layout: TileLayout, x: np.ndarray, valid: np.ndarray) -> list[TileRow]:
+    """The lattice rows of an in-memory area (C, H, W) (NaN = nodata), normalised; pixels off `valid` get no weight."""
+    prepare = card_prepare(card)
+    th = layout.tile_height
+    return [cut_row(layout, r, x[:, r : r + th], prepare, valid[r : r + th]) for r in layout.rows]
 
 
 def predict_area(
-    model: torch.nn.Module,
+    model: torch.nn.Module | PredictFn,
     card: ModelCard,
     x: np.ndarray,
     valid: np.ndarray,
@@ -137,30 +143,25 @@ def predict_area(
     batch_size: int,
     is_canceled: Callable[[], bool] = lambda: False,
 ) -> np.ndarray:
-    """Slump probability of a normalised in-memory area (C, H, W), blended over the card's tiles; NaN = nodata."""
+    """Slump probability of an in-memory area (C, H, W) with NaN for nodata, blended over the card's tiles.
+
+    Returns:
+        Probabilities (H, W); NaN where the input is nodata or off `valid`.
+
+    """
     _, height, width = x.shape
-    tile, overlap = card.tile_size, card.overlap
-    stride = tile - overlap
-    th, tw = min(tile, height), min(tile, width)
-    positions = [(r, c) for r in tile_starts(height, tile, stride) for c in tile_starts(width, tile, stride)]
-    positions = [(r, c) for r, c in positions if valid[r : r + th, c : c + tw].any()]
-    acc = np.zeros((height, width), np.float32)
-    wsum = np.zeros((height, width), np.float32)
-    dtype = amp_dtype(device)
-    for k in range(0, len(positions), batch_size):
-        if is_canceled():
-            raise OperationCanceled("Band importance cancelled.")
-        batch = positions[k : k + batch_size]
-        xt = torch.from_numpy(np.stack([x[:, r : r + th, c : c + tw] for r, c in batch])).to(device)
-        with torch.no_grad():
-            probs = predict_batch(model, xt, False, dtype).cpu().numpy()
-        for (r, c), p in zip(batch, probs):
-            w = blend_weights(th, r == 0, r + th >= height)[:, None] * blend_weights(tw, c == 0, c + tw >= width)[None]
-            w = w * valid[r : r + th, c : c + tw]
-            acc[r : r + th, c : c + tw] += p * w
-            wsum[r : r + th, c : c + tw] += w
-    ok = wsum > 0
-    return np.where(ok, acc / np.where(ok, wsum, 1), np.nan)
+    layout = TileLayout(height, width, card.tile_size, card.overlap)
+    predictor = TorchPredictor(model, device) if isinstance(model, torch.nn.Module) else model
+    out = np.full((height, width), np.nan, np.float32)
+
+    def emit(top: int, prob: np.ndarray) -> None:
+        out[top : top + len(prob)] = prob
+
+    blend_tiles(
+        layout, area_rows(card, layout, x, valid), predictor, emit, batch_size, is_canceled,
+        cancel_message="Band importance cancelled.",
+    )  # fmt: skip
+    return out
 
 
 def _scores(prob: np.ndarray, truth: np.ndarray, valid: np.ndarray, threshold: float) -> dict[str, float]:
@@ -177,25 +178,30 @@ def saliency(
     device: torch.device,
     is_canceled: Callable[[], bool] = lambda: False,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-channel mean |gradient × input| over tiles with slump pixels: (mean share, std share, tiles used)."""
+    """Per-channel mean |gradient × input| over tiles with slump pixels: (mean share, std share, tiles used).
+
+    The gradient is taken with respect to the normalised tile, on the card's tile lattice (a tile smaller than
+    the card's size, in an area smaller than one tile, is padded with 0 = nodata).
+    """
     _, height, width = x.shape
-    tile, stride = card.tile_size, card.tile_size - card.overlap
-    th, tw = min(tile, height), min(tile, width)
+    layout = TileLayout(height, width, card.tile_size, card.overlap)
+    th, tw, tile = layout.tile_height, layout.tile_width, card.tile_size
     per_tile = []
-    for r in tile_starts(height, tile, stride):
-        for c in tile_starts(width, tile, stride):
+    for row in area_rows(card, layout, x, valid):
+        for c, tile_x, keep_np in zip(row.cols, row.data, row.valid):
             if is_canceled():
                 raise OperationCanceled("Band importance cancelled.")
-            target = truth[r : r + th, c : c + tw].astype(bool) & valid[r : r + th, c : c + tw]
+            target = truth[row.row : row.row + th, c : c + tw].astype(bool) & keep_np
             if not target.any():
                 continue
-            xt = torch.from_numpy(np.ascontiguousarray(x[None, :, r : r + th, c : c + tw])).to(device)
+            padded = np.zeros((1, tile_x.shape[0], tile, tile), np.float32)
+            padded[0, :, :th, :tw] = tile_x
+            xt = torch.from_numpy(padded).to(device)
             xt.requires_grad_(True)
-            prob = torch.sigmoid(model(xt).float())[0, 0]
-            mask = torch.from_numpy(target).to(device)
-            prob[mask].mean().backward()
-            gx = (xt.grad * xt).abs()[0]  # (C, th, tw)
-            keep = torch.from_numpy(valid[r : r + th, c : c + tw]).to(device)
+            prob = torch.sigmoid(model(xt).float())[0, 0, :th, :tw]
+            prob[torch.from_numpy(target).to(device)].mean().backward()
+            gx = (xt.grad * xt).abs()[0, :, :th, :tw]  # (C, th, tw)
+            keep = torch.from_numpy(keep_np).to(device)
             per_tile.append(gx[:, keep].mean(dim=1).detach().cpu().numpy())
     if not per_tile:
         raise RtsFusionError("No ground-truth slump pixel lies on valid pixels of the area: nothing to explain.")
@@ -233,11 +239,10 @@ def band_importance(
     rows: list[dict] = []
     groups = dict(zip(card.bands, card.groups))
 
-    base_prob = predict_area(model, card, x, valid, device, options.batch_size, is_canceled)
+    predictor = TorchPredictor(model, device)
+    base_prob = predict_area(predictor, card, x, valid, device, options.batch_size, is_canceled)
     baseline = _scores(base_prob, truth, valid, threshold)
-    tiles = len(tile_starts(height, card.tile_size, card.tile_size - card.overlap)) * len(
-        tile_starts(width, card.tile_size, card.tile_size - card.overlap)
-    )
+    tiles = TileLayout(height, width, card.tile_size, card.overlap).count
     progress(5)
 
     if options.method in ("both", "saliency"):
@@ -271,7 +276,7 @@ def band_importance(
                 for i in members:
                     flat = xp[i].reshape(-1)
                     flat[where] = x[i].reshape(-1)[perm]
-                prob = predict_area(model, card, xp, valid, device, options.batch_size, is_canceled)
+                prob = predict_area(predictor, card, xp, valid, device, options.batch_size, is_canceled)
                 s = _scores(prob, truth, valid, threshold)
                 f1_drops.append(baseline["f1"] - s["f1"])
                 iou_drops.append(baseline["iou"] - s["iou"])

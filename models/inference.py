@@ -1,10 +1,9 @@
-"""Tiled inference over a fused stack: overlapping windows, smooth blending, bounded memory.
+"""Streaming detection over a fused stack on the shared tiling engine (core/tiling.py), with bounded memory.
 
-Tiles of the card's size step over the raster with the card's overlap; each tile's probabilities are
-weighted by a separable sine² (Hann) window whose outer half is flat on sides that touch the raster edge, so
-borders are not darkened, and the weighted sums are divided by the summed weights. Work proceeds by strips of
-tile rows: only one strip of input and a (tile + stride)-row band of accumulators live in memory, and finished
-rows are written as soon as no later tile can touch them. Nodata pixels get no weight and come out as nodata.
+Work proceeds row of tiles by row of tiles: a reader thread reads and normalises the next strip of input while
+the model predicts, the engine blends the tiles and hands over finished rows as soon as no later tile can touch
+them, and a writer thread compresses and writes them. Only a few strips of input and a (tile + stride)-row band
+of accumulators live in memory. Nodata pixels get no weight and come out as nodata.
 """
 
 from __future__ import annotations
@@ -12,20 +11,22 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import rasterio
 import torch
 from rasterio.windows import Window
 
-from ..core.errors import OperationCanceled, RtsFusionError
+from ..core.errors import RtsFusionError
 from ..core.grid import TargetGrid, bounded_gdal_cache
-from ..core.stack import read_stack_info
+from ..core.stack import StackInfo, read_stack_info
+from ..core.tiling import BackgroundWriter, PredictFn, PrepareFn, TileLayout, TileRow, blend_tiles, cut_row, prefetch
 from .card import ModelCard
+from .device import amp_dtype, resolve_device, use_all_cpu_cores
 from .normalize import normalize
-from .train import amp_dtype, resolve_device
 
 PROB_NODATA = -1.0
 MASK_NODATA = 255
@@ -70,27 +71,6 @@ class InferenceResult:
     valid_pixels: int
 
 
-def blend_weights(size: int, at_start: bool, at_end: bool) -> np.ndarray:
-    """1-D sine² window of `size`, flat (1) on the half facing a raster edge; never exactly 0."""
-    i = np.arange(size, dtype=np.float64)
-    w = np.sin(np.pi * (i + 0.5) / size) ** 2
-    half = size // 2
-    if at_start:
-        w[:half] = 1.0
-    if at_end:
-        w[half:] = 1.0
-    return np.maximum(w, 1e-3).astype(np.float32)
-
-
-def tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Tile offsets covering [0, length): regular steps, the last one flush with the end."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return sorted(set(starts))
-
-
 def match_bands(card: ModelCard, stack_bands: tuple[str, ...]) -> list[int]:
     """1-based stack band indexes in the card's order.
 
@@ -120,27 +100,90 @@ def predict_batch(model: torch.nn.Module, x: torch.Tensor, tta: bool, dtype: tor
     return (out / len(flips))[:, 0]
 
 
-def predict_stack(
-    model: torch.nn.Module,
-    card: ModelCard,
-    stack_path: str,
-    probability_path: str,
-    mask_path: str | None = None,
-    options: InferenceOptions = InferenceOptions(),
-    progress: Callable[[float], None] | None = None,
-    is_canceled: Callable[[], bool] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> InferenceResult:
-    """Run a model over a fused stack and write the probability raster (and the thresholded mask).
+class TorchPredictor:
+    """The engine's PredictFn for a PyTorch model: normalised numpy tiles in, probabilities out.
+
+    On CUDA out-of-memory it halves the number of tiles per forward pass and goes on.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, device: torch.device, tta: bool = False, log: Callable[[str], None] | None = None
+    ) -> None:
+        """Move the model to the device in evaluation mode; mixed precision on CUDA."""
+        self.model = model.to(device).eval()
+        self.device = device
+        self.dtype = amp_dtype(device)
+        self.tta = tta
+        self.max_batch: int | None = None
+        self.log = log or (lambda _m: None)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (B, t, t) of normalised tiles (B, C, t, t)."""
+        out, i = [], 0
+        while i < len(x):
+            n = len(x) - i if self.max_batch is None else min(self.max_batch, len(x) - i)
+            xt = torch.from_numpy(np.ascontiguousarray(x[i : i + n], dtype=np.float32)).to(self.device)
+            try:
+                with torch.inference_mode():
+                    out.append(predict_batch(self.model, xt, self.tta, self.dtype).cpu().numpy())
+            except torch.OutOfMemoryError as exc:
+                if n == 1:
+                    raise RtsFusionError("The GPU ran out of memory even at batch size 1; use a smaller tile.") from exc
+                self.max_batch = max(1, n // 2)
+                torch.cuda.empty_cache()
+                self.log(f"GPU out of memory: batch size lowered to {self.max_batch}.")
+                continue
+            i += n
+        return np.concatenate(out)
+
+
+def card_prepare(card: ModelCard) -> PrepareFn:
+    """The model card's normalisation as the engine's PrepareFn (raw tiles with NaN → normalised tiles)."""
+    return partial(normalize, norm=card.normalization, bands=card.bands)
+
+
+def read_rows(
+    src: rasterio.DatasetReader, info: StackInfo, bands: list[int], layout: TileLayout, prepare: PrepareFn
+) -> Iterator[TileRow]:
+    """The lattice rows of a stack: each strip read (the card's bands, nodata → NaN), cut and normalised."""
+    first, end = layout.span
+    for r in layout.rows:
+        strip = src.read(bands, window=Window(first, r, end - first, layout.tile_height), out_dtype=np.float32)
+        strip[strip == info.nodata] = np.nan
+        yield cut_row(layout, r, strip, prepare)
+
+
+class _RasterSink:
+    """Writes finished rows as probability (and mask) raster rows, counting valid and slump pixels."""
+
+    def __init__(self, dst_p, dst_m, threshold: float, probability_dtype: str) -> None:
+        self.dst_p, self.dst_m, self.threshold, self.dtype = dst_p, dst_m, threshold, probability_dtype
+        self.slump = self.valid = 0
+
+    def __call__(self, top: int, prob: np.ndarray) -> None:
+        ok = np.isfinite(prob)
+        win = Window(0, top, prob.shape[1], prob.shape[0])
+        if self.dtype == "float32":
+            self.dst_p.write(np.where(ok, prob, PROB_NODATA).astype(np.float32)[None], window=win)
+        else:
+            scaled = np.round(np.nan_to_num(prob) * UINT8_SCALE)
+            self.dst_p.write(np.where(ok, scaled, MASK_NODATA).astype(np.uint8)[None], window=win)
+        slump = ok & (np.nan_to_num(prob) >= self.threshold)
+        if self.dst_m is not None:
+            self.dst_m.write(np.where(ok, slump, MASK_NODATA).astype(np.uint8)[None], window=win)
+        self.slump += int(np.count_nonzero(slump))
+        self.valid += int(np.count_nonzero(ok))
+
+
+def _settings(
+    card: ModelCard, options: InferenceOptions, info: StackInfo, log: Callable[[str], None]
+) -> tuple[int, int, float, tuple[int, int, int, int]]:
+    """Tile size, overlap, threshold and window of a run, checked.
 
     Raises:
-        RtsFusionError: bands missing from the stack, bad options, no valid pixel.
-        OperationCanceled: cancelled; partial outputs are removed.
+        RtsFusionError: naming the option that is out of range.
 
     """
-    progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
-    info = read_stack_info(stack_path)
-    idx = match_bands(card, info.band_names)
     tile = options.tile_size or card.tile_size
     overlap = card.overlap if options.overlap is None else options.overlap
     threshold = card.threshold if options.threshold is None else options.threshold
@@ -153,7 +196,8 @@ def predict_stack(
     px = info.grid.pixel_size[0]
     if card.pixel_size and abs(px - card.pixel_size) > 0.25 * card.pixel_size:
         log(f"Warning: the stack's pixel size ({px:g}) differs from the model's ({card.pixel_size:g}).")
-    col0, row0, width, height = options.window or (0, 0, info.grid.width, info.grid.height)
+    window = options.window or (0, 0, info.grid.width, info.grid.height)
+    col0, row0, width, height = window
     if (
         col0 < 0
         or row0 < 0
@@ -163,122 +207,99 @@ def predict_stack(
         or row0 + height > info.grid.height
     ):
         raise RtsFusionError("The requested extent does not lie within the fused stack.")
-    device = resolve_device(options.device)
-    if device.type == "cpu":
-        torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    dtype = amp_dtype(device)
-    model = model.to(device).eval()
-    stride = tile - overlap
-    rows = tile_starts(height, tile, stride)
-    cols = tile_starts(width, tile, stride)
-    th, tw = min(tile, height), min(tile, width)
-    total_tiles = len(rows) * len(cols)
-    log(f"{total_tiles} tiles of {tile} px (overlap {overlap}) on {device}, batch {options.batch_size}")
+    return tile, overlap, threshold, window
 
-    transform = info.grid.affine * rasterio.Affine.translation(col0, row0)
+
+def _profiles(info: StackInfo, window: tuple[int, int, int, int], probability_dtype: str) -> tuple[dict, dict]:
+    """GeoTIFF profiles of the probability and mask rasters on the window."""
+    col0, row0, width, height = window
     base = {
         "driver": "GTiff",
         "width": width,
         "height": height,
         "count": 1,
         "crs": info.grid.crs,
-        "transform": transform,
+        "transform": info.grid.affine * rasterio.Affine.translation(col0, row0),
         "tiled": True,
         "blockxsize": 256,
         "blockysize": 256,
         "compress": "deflate",
     }
-    prob_profile = {
+    prob = {
         **base,
-        "dtype": options.probability_dtype,
-        "nodata": PROB_NODATA if options.probability_dtype == "float32" else MASK_NODATA,
+        "dtype": probability_dtype,
+        "nodata": PROB_NODATA if probability_dtype == "float32" else MASK_NODATA,
     }
+    return prob, {**base, "dtype": "uint8", "nodata": MASK_NODATA}
+
+
+def predict_stack(
+    model: torch.nn.Module,
+    card: ModelCard,
+    stack_path: str,
+    probability_path: str,
+    mask_path: str | None = None,
+    options: InferenceOptions = InferenceOptions(),
+    progress: Callable[[float], None] | None = None,
+    is_canceled: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+    predictor: PredictFn | None = None,
+) -> InferenceResult:
+    """Run a model over a fused stack and write the probability raster (and the thresholded mask).
+
+    A window of the stack gets the probabilities the whole stack gets there (one global tile lattice); a stack
+    smaller than one tile is padded for the prediction and its outputs keep the stack's size. `predictor`, when
+    given, is another backend's PredictFn used instead of `model`.
+
+    Raises:
+        RtsFusionError: bands missing from the stack, bad options, no valid pixel.
+        OperationCanceled: cancelled; partial outputs are removed.
+
+    """
+    progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
+    info = read_stack_info(stack_path)
+    bands = match_bands(card, info.band_names)
+    tile, overlap, threshold, window = _settings(card, options, info, log)
+    device = resolve_device(options.device)
+    if device.type == "cpu":
+        use_all_cpu_cores()
+    if predictor is None:
+        predictor = TorchPredictor(model, device, options.tta, log)
+    layout = TileLayout(info.grid.height, info.grid.width, tile, overlap, window)
+    log(f"{layout.count} tiles of {tile} px (overlap {overlap}) on {device}, batch {options.batch_size}")
+    if layout.tile_height < tile or layout.tile_width < tile:
+        log(f"The stack ({info.grid.width} × {info.grid.height} px) is smaller than one tile: padded to {tile} px.")
+    prob_profile, mask_profile = _profiles(info, window, options.probability_dtype)
     outputs = [p for p in (probability_path, mask_path) if p]
     for p in outputs:
         if os.path.exists(p):
             os.remove(p)
-    batch_size = max(1, options.batch_size)
-    done = 0
-    slump = valid_count = 0
-    # Accumulators for rows [buf_row, buf_row + buf.shape[0]) of the output window.
-    acc = np.zeros((0, width), np.float32)
-    wsum = np.zeros((0, width), np.float32)
-    buf_row = 0
-
-    def flush(upto: int, dst_p, dst_m) -> None:
-        nonlocal acc, wsum, buf_row, slump, valid_count
-        n = upto - buf_row
-        if n <= 0:
-            return
-        a, w = acc[:n], wsum[:n]
-        ok = w > 0
-        prob = np.where(ok, a / np.where(ok, w, 1), np.nan)
-        win = Window(0, buf_row, width, n)
-        if options.probability_dtype == "float32":
-            dst_p.write(np.where(ok, prob, PROB_NODATA).astype(np.float32)[None], window=win)
-        else:
-            dst_p.write(np.where(ok, np.round(prob * UINT8_SCALE), MASK_NODATA).astype(np.uint8)[None], window=win)
-        if dst_m is not None:
-            m = np.where(ok, (prob >= threshold).astype(np.uint8), MASK_NODATA).astype(np.uint8)
-            dst_m.write(m[None], window=win)
-        slump += int(np.count_nonzero(ok & (prob >= threshold)))
-        valid_count += int(ok.sum())
-        acc, wsum = acc[n:], wsum[n:]
-        buf_row = upto
-
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(bounded_gdal_cache())
             src = stack.enter_context(rasterio.open(stack_path))
             dst_p = stack.enter_context(rasterio.open(probability_path, "w", **prob_profile))
-            dst_m = (
-                stack.enter_context(rasterio.open(mask_path, "w", **{**base, "dtype": "uint8", "nodata": MASK_NODATA}))
-                if mask_path
-                else None
-            )
-            for ri, r in enumerate(rows):
-                # One strip of input: rows [r, r + th) of the window, all needed bands. (C, th, width)
-                strip = src.read(idx, window=Window(col0, row0 + r, width, th)).astype(np.float32)
-                strip[strip == info.nodata] = np.nan
-                strip_valid = np.isfinite(strip).all(axis=0)
-                need = r + th - buf_row
-                if acc.shape[0] < need:
-                    grow = need - acc.shape[0]
-                    acc = np.concatenate([acc, np.zeros((grow, width), np.float32)])
-                    wsum = np.concatenate([wsum, np.zeros((grow, width), np.float32)])
-                wy = blend_weights(th, r == 0, r + th >= height)
-                jobs = [c for c in cols if strip_valid[:, c : c + tw].any()]
-                done += len(cols) - len(jobs)
-                k = 0
-                while k < len(jobs):
-                    if is_canceled():
-                        raise OperationCanceled("Detection cancelled.")
-                    batch_cols = jobs[k : k + batch_size]
-                    x = np.stack([strip[:, :, c : c + tw] for c in batch_cols])  # (B, C, th, tw)
-                    xt = torch.from_numpy(normalize(x, card.normalization, card.bands)).to(device)
-                    try:
-                        with torch.no_grad():
-                            probs = predict_batch(model, xt, options.tta, dtype).cpu().numpy()  # (B, th, tw)
-                    except torch.OutOfMemoryError as exc:
-                        if batch_size == 1:
-                            raise RtsFusionError(
-                                "The GPU ran out of memory even at batch size 1; use a smaller tile."
-                            ) from exc
-                        batch_size = max(1, batch_size // 2)
-                        torch.cuda.empty_cache()
-                        log(f"GPU out of memory: batch size lowered to {batch_size}.")
-                        continue
-                    for c, p in zip(batch_cols, probs):
-                        wx = blend_weights(tw, c == 0, c + tw >= width)
-                        w = (wy[:, None] * wx[None, :]) * strip_valid[:, c : c + tw]
-                        off = r - buf_row
-                        acc[off : off + th, c : c + tw] += np.nan_to_num(p) * w
-                        wsum[off : off + th, c : c + tw] += w
-                    k += len(batch_cols)
-                    done += len(batch_cols)
-                    progress(100.0 * done / total_tiles)
-                next_row = rows[ri + 1] if ri + 1 < len(rows) else height
-                flush(next_row, dst_p, dst_m)
+            dst_m = stack.enter_context(rasterio.open(mask_path, "w", **mask_profile)) if mask_path else None
+            sink = _RasterSink(dst_p, dst_m, threshold, options.probability_dtype)
+            rows = prefetch(read_rows(src, info, bands, layout, card_prepare(card)))
+            stack.callback(rows.close)  # stops the reader before the stack closes
+            writer = BackgroundWriter()
+            try:
+                blend_tiles(
+                    layout,
+                    rows,
+                    predictor,
+                    lambda top, prob: writer.submit(partial(sink, top, prob)),
+                    options.batch_size,
+                    is_canceled,
+                    progress,
+                    "Detection cancelled.",
+                )
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    writer.close()
+                raise
+            writer.close()
             dst_p.update_tags(
                 RTSFUSION_PROBABILITY="float 0-1"
                 if options.probability_dtype == "float32"
@@ -291,12 +312,12 @@ def predict_stack(
             with contextlib.suppress(OSError):
                 os.remove(p)
         raise
-    if valid_count == 0:
+    if sink.valid == 0:
         for p in outputs:
             os.remove(p)
         raise RtsFusionError("The fused stack has no valid pixel in the processed extent (all nodata).")
     progress(100.0)
-    return InferenceResult(probability_path, mask_path, total_tiles, str(device), slump, valid_count)
+    return InferenceResult(probability_path, mask_path, layout.count, str(device), sink.slump, sink.valid)
 
 
 def grid_window(grid: TargetGrid, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int]:

@@ -30,10 +30,11 @@ from ..core.evaluation import per_chip_confusions
 from ..core.metrics import confusion, summarize
 from .card import ModelCard
 from .data import MANIFEST_FIXED, _resolve, load_manifest
+from .device import resolve_device
 from .importance import predict_area, read_area
 from .package import load_package
 from .registry import ARCHITECTURES
-from .train import TrainConfig, _Chips, evaluate, resolve_device, train_from_manifest, train_from_stack
+from .train import TrainConfig, _Chips, evaluate, train_from_manifest, train_from_stack
 
 METRICS = ("precision", "recall", "f1", "iou")
 ProgressFn = Callable[[float], None]
@@ -73,7 +74,6 @@ def evaluate_area(
     """Pooled and per-chip scores of a model on an area (the stack or the AOI's box, AOI pixels only)."""
     x, valid, truth, _ = read_area(card, stack_path, truth_path, aoi_path, require_truth=False)
     dev = resolve_device(device)
-    model = model.to(dev).eval()
     prob = predict_area(model, card, x, valid, dev, batch_size, is_canceled)
     pred = (prob >= card.threshold) & valid
     pooled = summarize([confusion(pred, truth, valid)])

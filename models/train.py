@@ -28,6 +28,7 @@ from .data import (
     random_split,
     training_positions,
 )
+from .device import amp_dtype, resolve_device
 from .losses import combined_loss
 from .normalize import normalize
 from .package import save_package
@@ -99,24 +100,6 @@ class TrainResult:
     history_csv: str = ""
     stopped_early: bool = False
     canceled: bool = False
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU is a clear error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RtsFusionError("CUDA was requested but no CUDA GPU is available to PyTorch; use 'cpu' or 'auto'.")
-    if device not in ("cpu", "cuda"):
-        raise RtsFusionError(f"Unknown device {device!r}; use auto, cpu or cuda.")
-    return torch.device(device)
-
-
-def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """Mixed-precision type on CUDA (bf16 where supported, else fp16); None on CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 @dataclass

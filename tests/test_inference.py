@@ -5,16 +5,15 @@ import torch
 from affine import Affine
 from rasterio.crs import CRS
 from rts_fusion.core.errors import OperationCanceled, RtsFusionError
+from rts_fusion.core.tiling import blend_weights, tile_starts
 from rts_fusion.models.card import ModelCard, Normalization
 from rts_fusion.models.config import ModelConfig
 from rts_fusion.models.inference import (
     MASK_NODATA,
     PROB_NODATA,
     InferenceOptions,
-    blend_weights,
     bounds_to_window,
     predict_stack,
-    tile_starts,
 )
 
 torch.set_num_threads(2)
