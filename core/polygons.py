@@ -9,18 +9,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
-from osgeo import ogr, osr
-from rasterio.features import shapes
+from osgeo import gdal, gdal_array, ogr, osr
 from scipy import ndimage
 
 from .errors import OperationCanceled, RtsFusionError
 from .grid import TargetGrid, read_window, utm_epsg, warped_vrt
 from .stack import read_stack_info
 from .terrain import slope_degrees
-from .vector import PolygonRecord, write_polygons
 
+gdal.UseExceptions()
 ogr.UseExceptions()
 FOUR = ndimage.generate_binary_structure(2, 1)  # 4-connectivity, as rasterio's shapes()
+UINT8_SCALE = 250  # RTS Fusion's uint8 probability: p × 250, 255 = nodata
 ZONAL = (("DEM", "elev_mean"), ("SLOPE", "slope_mean"), ("LST", "lst_mean"), ("NDVI", "ndvi_mean"))
 
 
@@ -61,30 +61,47 @@ def read_detections(path: str, threshold: float = 0.5) -> Detections:
     """Read a probability raster (float 0–1, or RTS Fusion's uint8 ×250) or a 0/1 mask, as a binary array.
 
     Raises:
-        RtsFusionError: unreadable file or a raster without any valid pixel.
+        RtsFusionError: unreadable file, a raster without any valid pixel, or one that is not a probability or
+            mask (several bands, values outside 0–1, 0–250 or 0/1).
 
     """
+    name = os.path.basename(path)
     try:
         with rasterio.open(path) as ds:
-            band = ds.read(1, masked=True)
+            if ds.count != 1:
+                raise RtsFusionError(
+                    f"The detection raster '{name}' has {ds.count} bands; polygonising needs a one-band probability "
+                    "raster (0–1) or slump mask (0/1), such as the outputs of Detect thaw slumps."
+                )
+            data = ds.read(1)
             tags = ds.tags()
             grid = TargetGrid(ds.crs.to_wkt() if ds.crs else "", tuple(ds.transform)[:6], ds.width, ds.height)
-            dtype = ds.dtypes[0]
+            nodata = ds.nodata
     except rasterio.errors.RasterioIOError as exc:
         raise RtsFusionError(f"Cannot read the detection raster '{path}': {exc}") from exc
-    valid = ~np.ma.getmaskarray(band)
+    floating = np.issubdtype(data.dtype, np.floating)
+    valid = np.isfinite(data) if floating else np.ones(data.shape, bool)
+    if nodata is not None:
+        valid &= data != nodata
     if not valid.any():
         raise RtsFusionError(f"The detection raster '{path}' holds only nodata.")
-    values = band.filled(0).astype(np.float32)
-    kind = tags.get("RTSFUSION_PROBABILITY", "")
-    if kind.startswith("uint8"):
-        prob = values / 250.0
-    elif np.issubdtype(np.dtype(dtype), np.floating):
-        prob = values
+    first = data.flat[int(valid.argmax())]  # a valid value, as the starting point of min and max
+    lo, hi = float(data.min(where=valid, initial=first)), float(data.max(where=valid, initial=first))
+    scaled = tags.get("RTSFUSION_PROBABILITY", "").startswith("uint8")
+    top, kind = (UINT8_SCALE, "a probability scaled to 0–250") if scaled else (1, "a probability (0–1) or mask (0/1)")
+    if lo < 0 or hi > top * (1 + 1e-6) or (not floating and not scaled and np.any((data > 1) & valid)):
+        raise RtsFusionError(
+            f"The detection raster '{name}' holds values from {lo:g} to {hi:g}, so it is not {kind}. Give the "
+            "probability or mask raster written by Detect thaw slumps (or set the raster's nodata value)."
+        )
+    if scaled:
+        prob = data.astype(np.float32) / UINT8_SCALE
+    elif floating:
+        prob = data.astype(np.float32, copy=False)
     else:
         prob = None
-    binary = (prob >= threshold) if prob is not None else values > 0
-    return Detections(binary & valid, valid, prob, grid)
+    binary = (prob >= threshold) if prob is not None else data > 0
+    return Detections(binary & valid, valid, None if prob is None else np.where(valid, prob, 0), grid)
 
 
 def _metric_transform(crs_wkt: str, x: float, y: float):
@@ -98,16 +115,6 @@ def _metric_transform(crs_wkt: str, x: float, y: float):
     utm.ImportFromEPSG(utm_epsg(x, y))
     utm.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     return osr.CoordinateTransformation(srs, utm)
-
-
-def _ogr_polygon(geojson: dict) -> ogr.Geometry:
-    poly = ogr.Geometry(ogr.wkbPolygon)
-    for ring_coords in geojson["coordinates"]:
-        ring = ogr.Geometry(ogr.wkbLinearRing)
-        for x, y in ring_coords:
-            ring.AddPoint_2D(float(x), float(y))
-        poly.AddGeometry(ring)
-    return poly
 
 
 def chaikin(ring: np.ndarray, iterations: int) -> np.ndarray:
@@ -165,30 +172,121 @@ def _zonal_layers(stack_path: str, grid: TargetGrid) -> dict[str, np.ndarray]:
     return out
 
 
+def object_sizes(labels: np.ndarray, n: int) -> np.ndarray:
+    """Pixel count of objects 0…n of a label raster, counted over the labelled pixels only (objects are sparse)."""
+    flat = labels.ravel()
+    return np.bincount(flat[np.flatnonzero(flat)], minlength=n + 1)
+
+
 def label_objects(det: Detections, opts: PolygonizeOptions) -> tuple[np.ndarray, int]:
     """Clean the binary detections and label the objects (4-connected). Returns (labels, count)."""
     px_area = det.grid.metres_per_pixel()[0] * det.grid.metres_per_pixel()[1]
-    binary = det.binary.copy()
+    binary = det.binary
     if opts.fill_holes_m2 > 0:
         holes, n_holes = ndimage.label(ndimage.binary_fill_holes(binary, structure=FOUR) & ~binary)
-        small = np.bincount(holes.ravel(), minlength=n_holes + 1) * px_area < opts.fill_holes_m2
+        small = object_sizes(holes, n_holes) * px_area < opts.fill_holes_m2
         small[0] = False
-        binary |= small[holes] & det.valid
+        binary = binary | (small[holes] & det.valid)
     labels, n = ndimage.label(binary, structure=FOUR)
     if n == 0:
         return labels, 0
     drop = np.zeros(n + 1, dtype=bool)
     if opts.min_area_m2 > 0:
-        sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        drop |= sizes * px_area < opts.min_area_m2
+        drop |= object_sizes(labels, n) * px_area < opts.min_area_m2
     if opts.drop_touching_nodata and not det.valid.all():
         near_nodata = ndimage.binary_dilation(~det.valid, structure=np.ones((3, 3), bool))
         drop[np.unique(labels[near_nodata & (labels > 0)])] = True
     drop[0] = False
+    if not drop.any():
+        return labels, n
     keep = np.flatnonzero(~drop[1:]) + 1
-    remap = np.zeros(n + 1, dtype=np.int32)
+    remap = np.zeros(n + 1, dtype=labels.dtype)
     remap[keep] = np.arange(1, len(keep) + 1)
-    return remap[labels], len(keep)
+    flat = labels.ravel()
+    where = np.flatnonzero(flat)
+    flat[where] = remap[flat[where]]  # only the labelled pixels change
+    return labels, len(keep)
+
+
+def _boundary_lengths(labels: np.ndarray, n: int, dx: float, dy: float) -> np.ndarray:
+    """Boundary length (holes included) of objects 1…n of a label raster: their pixel edges, in CRS units.
+
+    This is exactly the perimeter of the polygons GDAL traces from the labels (before any simplification).
+    """
+    count = np.zeros(n + 1)
+    for a, b, step in ((labels[:, 1:], labels[:, :-1], dy), (labels[1:], labels[:-1], dx)):
+        diff = a != b
+        count += (np.bincount(a[diff], minlength=n + 1) + np.bincount(b[diff], minlength=n + 1)) * step
+    for edge, step in ((labels[:, 0], dy), (labels[:, -1], dy), (labels[0], dx), (labels[-1], dx)):
+        count += np.bincount(edge, minlength=n + 1) * step
+    return count[1:]
+
+
+def _trace(labels: np.ndarray, grid: TargetGrid, layer: ogr.Layer, is_canceled: Callable[[], bool]) -> None:
+    """Trace each object of a label raster as one polygon (GDAL's polygoniser) into a layer whose field 0 is id."""
+    raster = gdal_array.OpenArray(np.ascontiguousarray(labels, dtype=np.int32))  # no copy
+    raster.SetGeoTransform(grid.affine.to_gdal())
+    band = raster.GetRasterBand(1)
+    try:  # the band is its own mask: background (0) is skipped
+        gdal.Polygonize(band, band, layer, 0, [], callback=lambda *_: 0 if is_canceled() else 1)
+    except RuntimeError as exc:
+        if is_canceled():
+            raise OperationCanceled("Polygonising cancelled.") from exc
+        raise
+
+
+def _reshape(layer: ogr.Layer, crs_wkt: str, opts: PolygonizeOptions, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Simplify and smooth the traced polygons in place; their metric area and perimeter by id (n,) each."""
+    area, perimeter = np.zeros(n), np.zeros(n)
+    layer.ResetReading()
+    for feat in layer:
+        poly = feat.GetGeometryRef().Clone()
+        if opts.simplify_m > 0:
+            simple = poly.SimplifyPreserveTopology(opts.simplify_m)
+            if simple is not None and simple.IsValid() and not simple.IsEmpty():
+                poly = simple
+        if opts.smooth_iterations > 0:
+            smooth = _smooth(poly, opts.smooth_iterations)
+            if smooth.IsValid() and not smooth.IsEmpty():
+                poly = smooth
+        measured = poly.Clone()
+        ct = _metric_transform(crs_wkt, *poly.Centroid().GetPoint_2D())
+        if ct is not None:
+            measured.Transform(ct)
+        i = feat.GetFieldAsInteger(0) - 1
+        area[i], perimeter[i] = measured.GetArea(), measured.Boundary().Length()
+        if opts.simplify_m > 0 or opts.smooth_iterations > 0:
+            feat.SetGeometryDirectly(poly)
+            layer.SetFeature(feat)
+    return area, perimeter
+
+
+def _is_geographic(crs_wkt: str) -> bool:
+    srs = osr.SpatialReference()
+    return bool(crs_wkt) and srs.ImportFromWkt(crs_wkt) == 0 and bool(srs.IsGeographic())
+
+
+def _set_attributes(ds: ogr.DataSource, layer_name: str, columns: dict[str, tuple[np.ndarray, int | None]]) -> None:
+    """Fill the layer's columns by id in a few SQL statements (a table of values joined on id), not per feature."""
+    names = list(columns)
+    table = "rtsfusion_attributes"
+    ds.ExecuteSQL(f"CREATE TEMP TABLE {table} (id INTEGER PRIMARY KEY, {', '.join(f'{c}' for c in names)})")
+
+    text = []
+    for values, digits in columns.values():
+        if digits is None:
+            text.append(np.asarray(values, np.int64).astype(str))
+        else:
+            v = np.round(np.asarray(values, np.float64), digits)
+            text.append(np.where(np.isfinite(v), v.astype(str), "NULL"))
+    rows = ["(" + ",".join(r) + ")" for r in zip(np.arange(1, len(text[0]) + 1).astype(str), *text)]
+    for start in range(0, len(rows), 500):
+        ds.ExecuteSQL(f"INSERT INTO {table} VALUES {','.join(rows[start : start + 500])}")
+    ds.ExecuteSQL(
+        f'UPDATE "{layer_name}" SET ({", ".join(names)}) = '
+        f'(SELECT {", ".join(names)} FROM {table} WHERE {table}.id = "{layer_name}".id)'
+    )
+    ds.ExecuteSQL(f"DROP TABLE {table}")
 
 
 def polygonize(
@@ -203,13 +301,16 @@ def polygonize(
     """Vectorise a probability or mask raster into a GeoPackage of attributed slump polygons.
 
     Attributes: id, area_m2, perimeter_m, pixels, prob_mean and prob_max (probability input), and the zonal
-    means elev_mean, slope_mean, lst_mean, ndvi_mean from the fused stack when it is given.
+    means elev_mean, slope_mean, lst_mean, ndvi_mean from the fused stack when it is given. Objects are traced
+    by GDAL's polygoniser; on a projected grid without simplification or smoothing, area and perimeter are
+    counted exactly from the pixels, otherwise measured on each polygon (in the local UTM zone for a
+    geographic grid).
 
     Returns:
         The number of polygons written.
 
     Raises:
-        RtsFusionError: unreadable inputs.
+        RtsFusionError: unreadable inputs, a raster that is not a probability or mask.
         OperationCanceled: cancelled; the output is removed.
 
     """
@@ -229,46 +330,41 @@ def polygonize(
             sums = ndimage.sum(np.where(finite, layer, 0), labels, ids)
             counts = ndimage.sum(finite, labels, ids)
             stats[name] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    pixels = np.bincount(labels.ravel(), minlength=n + 1)[1:] if n else np.zeros(0, int)
+    pixels = object_sizes(labels, n)[1:]
     progress(40)
-    records = []
-    example = {"id": 0, "area_m2": 0.0, "perimeter_m": 0.0, "pixels": 0, **{k: 0.0 for k in stats}}
+    if os.path.exists(output):
+        os.remove(output)
+    srs = osr.SpatialReference()
+    if det.grid.crs_wkt:
+        srs.ImportFromWkt(det.grid.crs_wkt)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     try:
-        for k, (geom, value) in enumerate(shapes(labels, mask=labels > 0, connectivity=4, transform=det.grid.affine)):
-            if is_canceled():
-                raise OperationCanceled("Polygonising cancelled.")
-            i = int(value)
-            poly = _ogr_polygon(geom)
-            if opts.simplify_m > 0:
-                simple = poly.SimplifyPreserveTopology(opts.simplify_m)
-                if simple is not None and simple.IsValid() and not simple.IsEmpty():
-                    poly = simple
-            if opts.smooth_iterations > 0:
-                smooth = _smooth(poly, opts.smooth_iterations)
-                if smooth.IsValid() and not smooth.IsEmpty():
-                    poly = smooth
-            measured = poly.Clone()
-            ct = _metric_transform(det.grid.crs_wkt, *poly.Centroid().GetPoint_2D())
-            if ct is not None:
-                measured.Transform(ct)
-            attrs = {
-                "id": i,
-                "area_m2": round(measured.GetArea(), 2),
-                "perimeter_m": round(measured.Boundary().Length(), 2),
-                "pixels": int(pixels[i - 1]),
-            }
-            for name, values in stats.items():
-                v = float(values[i - 1])
-                attrs[name] = round(v, 4) if np.isfinite(v) else None
-            rings = _rings(poly)
-            records.append(PolygonRecord(rings[0], attrs, tuple(rings[1:])))
-            if k % 200 == 0:
-                progress(40 + 50 * k / max(n, 1))
-        records.sort(key=lambda r: r.attributes["id"])
-        write_polygons(output, layer_name, det.grid.crs_wkt, records, fields=list(example.items()))
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(output)
+        layer = ds.CreateLayer(layer_name, srs, ogr.wkbPolygon)
+        for name, kind in (("id", ogr.OFTInteger), ("area_m2", ogr.OFTReal), ("perimeter_m", ogr.OFTReal),
+                           ("pixels", ogr.OFTInteger), *((k, ogr.OFTReal) for k in stats)):  # fmt: skip
+            layer.CreateField(ogr.FieldDefn(name, kind))
+        ds.StartTransaction()
+        _trace(labels, det.grid, layer, is_canceled)
+        progress(70)
+        if opts.simplify_m > 0 or opts.smooth_iterations > 0 or _is_geographic(det.grid.crs_wkt):
+            area, perimeter = _reshape(layer, det.grid.crs_wkt, opts, n)
+        else:
+            a, b, _, d, e, _ = tuple(det.grid.affine)[:6]
+            area = pixels * abs(a * e - b * d)
+            perimeter = _boundary_lengths(labels, n, abs(a), abs(e))
+        if is_canceled():
+            raise OperationCanceled("Polygonising cancelled.")
+        if n:
+            columns = {"area_m2": (area, 2), "perimeter_m": (perimeter, 2), "pixels": (pixels, None)}
+            _set_attributes(ds, layer_name, {**columns, **{k: (v, 4) for k, v in stats.items()}})
+        ds.CommitTransaction()
+        count = layer.GetFeatureCount()
+        ds = layer = None
     except BaseException:
+        ds = layer = None
         with contextlib.suppress(OSError):
             os.remove(output)
         raise
     progress(100)
-    return len(records)
+    return count

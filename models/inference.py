@@ -22,6 +22,7 @@ from rasterio.windows import Window
 
 from ..core.errors import RtsFusionError
 from ..core.grid import TargetGrid, bounded_gdal_cache
+from ..core.polygons import UINT8_SCALE  # probability p is stored as round(p × 250); 255 = nodata
 from ..core.stack import StackInfo, read_stack_info
 from ..core.tiling import BackgroundWriter, PredictFn, PrepareFn, TileLayout, TileRow, blend_tiles, cut_row, prefetch
 from .card import ModelCard
@@ -30,7 +31,6 @@ from .normalize import normalize
 
 PROB_NODATA = -1.0
 MASK_NODATA = 255
-UINT8_SCALE = 250  # probability p is stored as round(p × 250); 255 = nodata
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,51 @@ def test_chaikin_smoothing_rounds_the_staircase_and_stays_valid(tmp_path):
         assert gs.IsValid()
         assert abs(gs.GetArea() - gr.GetArea()) / gr.GetArea() < 0.03
         assert gs.Boundary().Length() < 0.95 * gr.Boundary().Length()  # the staircase is gone
+
+
+@pytest.mark.parametrize(
+    ("data", "dtype", "tags", "match"),
+    [
+        (np.zeros((2, 10, 10)), "float32", None, "has 2 bands"),
+        (np.linspace(0, 3, 100).reshape(10, 10), "float32", None, "values from 0 to 3"),
+        (np.full((10, 10), -0.5), "float32", None, "not a probability"),
+        (np.arange(100).reshape(10, 10), "uint8", None, "values from 0 to 99"),
+        (np.full((10, 10), 254), "uint8", {"RTSFUSION_PROBABILITY": "uint8 = round(p * 250), 255 = nodata"}, "0–250"),
+    ],
+)
+def test_a_raster_that_is_not_a_probability_or_mask_is_refused(tmp_path, data, dtype, tags, match):
+    r = write(tmp_path / "r.tif", data, dtype, tags=tags)
+    out = tmp_path / "x.gpkg"
+    with pytest.raises(RtsFusionError, match=match):
+        polygonize(r, str(out))
+    assert not out.exists()
+
+
+def test_uint8_probability_and_nodata_values_are_accepted(tmp_path):
+    p = np.zeros((20, 20), np.uint8)
+    p[5:10, 5:10] = 200  # p = 0.8
+    p[0] = 255  # nodata
+    r = write(tmp_path / "u.tif", p, "uint8", nodata=255, tags={"RTSFUSION_PROBABILITY": "uint8 = round(p * 250)"})
+    out = str(tmp_path / "u.gpkg")
+    assert polygonize(r, out, PolygonizeOptions(threshold=0.5)) == 1
+    (row,) = features(out)
+    assert row["pixels"] == 25 and row["prob_mean"] == pytest.approx(0.8)
+
+
+def test_exact_area_and_perimeter_agree_with_the_measured_polygons(tmp_path):
+    """The pixel-count attributes (projected grid, no simplification) equal OGR's measures of the same polygons."""
+    rng = np.random.default_rng(2)
+    m = (rng.random((60, 70)) > 0.6).astype(np.uint8)
+    m[20:30, 20:30] = 1
+    m[24:26, 24:26] = 0  # a hole
+    r = write(tmp_path / "m.tif", m, "uint8")
+    out = str(tmp_path / "m.gpkg")
+    n = polygonize(r, out)
+    ds = ogr.Open(out)
+    rows = 0
+    for f in ds.GetLayer(0):
+        g = f.GetGeometryRef()
+        assert f["area_m2"] == pytest.approx(g.GetArea()) and f["area_m2"] == f["pixels"] * 100
+        assert f["perimeter_m"] == pytest.approx(g.Boundary().Length())
+        rows += 1
+    assert rows == n > 50
