@@ -1,7 +1,9 @@
 """Detection benchmarks, each pair measured side by side in one run on the same machine.
 
 1. Throughput: end-to-end `predict_stack` (read windows, normalise, batch, blend, write GeoTIFFs) against the
-   bare model forward on the same number of tiles of the same size and batch (ratio = overhead of the engine).
+   bare model forward on the same number of tiles of the same size and batch (ratio = end-to-end tiles/s ÷
+   forward tiles/s; 1 = no overhead). With --before REF the engine as it was at git REF is checked out into a
+   temporary folder and run interleaved with today's, so before/after ratios come from one run.
 2. Peak memory of `predict_stack` at two stack sizes, each in its own process (ratio; a window-by-window
    engine stays nearly flat while the pixel count grows 16-fold).
 3. Polygonising one mask: RTS Fusion's `polygonize` (cleaning, metric area/perimeter, attributes) against
@@ -12,11 +14,14 @@ The model is an untrained FusionSA-SegFormer (paper bands, MiT-tiny by default):
 the weights. The stacks are smooth synthetic 13-band rasters written window by window.
 
     .venv/bin/python bench/bench_detect.py [--sizes 2048 8192] [--encoder tiny] [--tile 256] [--batch 8]
+        [--before REF] [--parts throughput memory polygonize cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -87,13 +92,30 @@ def make_model(encoder: str, tile: int, overlap: int):
     return build_model(cfg).eval(), card
 
 
-def detect(model, card, stack: str, out: str, device: str, batch: int):
-    """End-to-end detection; returns (seconds, tiles)."""
-    from rts_fusion.models.inference import InferenceOptions, predict_stack
+def load_version(ref: str, folder: str, name: str) -> str:
+    """The plugin package as it was at git `ref`, extracted into `folder` and importable as `name`."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return name
 
+
+def detect(model, card, stack: str, out: str, device: str, batch: int, package: str = "rts_fusion"):
+    """End-to-end detection with the engine of `package` (today's, or an older one); returns (seconds, tiles)."""
+    inference = importlib.import_module(f"{package}.models.inference")
     t0 = time.perf_counter()
-    res = predict_stack(
-        model, card, stack, out + "_prob.tif", out + "_mask.tif", InferenceOptions(device=device, batch_size=batch)
+    res = inference.predict_stack(
+        model,
+        card,
+        stack,
+        out + "_prob.tif",
+        out + "_mask.tif",
+        inference.InferenceOptions(device=device, batch_size=batch),
     )
     return time.perf_counter() - t0, res.tiles
 
@@ -101,7 +123,7 @@ def detect(model, card, stack: str, out: str, device: str, batch: int):
 def bare_forward(model, card, tiles: int, device: str, batch: int) -> float:
     """Seconds for the model alone on `tiles` tiles of the card's size, in batches, with the engine's precision."""
     import torch
-    from rts_fusion.models.train import amp_dtype, resolve_device
+    from rts_fusion.models.device import amp_dtype, resolve_device
 
     dev = resolve_device(device)
     dtype = amp_dtype(dev)
@@ -168,21 +190,25 @@ def blob_mask(path: str, size: int, seed: int = 0) -> int:
     return int(ndimage.label(mask)[1])
 
 
-def bench_polygonize(folder: str, size: int, repeats: int) -> dict:
-    """RTS Fusion's polygonise against GDAL's on the same mask."""
+def bench_polygonize(folder: str, size: int, repeats: int, before: str | None = None) -> dict:
+    """RTS Fusion's polygonise (today's, and the package `before` when given) against GDAL's on the same mask."""
     import_plugin()
     from osgeo import gdal, ogr, osr
-    from rts_fusion.core.polygons import PolygonizeOptions, polygonize
 
     mask = os.path.join(folder, "mask.tif")
     blobs = blob_mask(mask, size)
-    opts = PolygonizeOptions(drop_touching_nodata=False)
 
-    def ours() -> int:
-        out = os.path.join(folder, "ours.gpkg")
-        if os.path.exists(out):
-            os.remove(out)
-        return polygonize(mask, out, opts)
+    def version(package: str):
+        polygons = importlib.import_module(f"{package}.core.polygons")
+        opts = polygons.PolygonizeOptions(drop_touching_nodata=False)
+
+        def run() -> int:
+            out = os.path.join(folder, f"{package}.gpkg")
+            if os.path.exists(out):
+                os.remove(out)
+            return polygons.polygonize(mask, out, opts)
+
+        return run
 
     def gdal_script() -> None:
         out = os.path.join(folder, "gdal_script.gpkg")
@@ -205,26 +231,60 @@ def bench_polygonize(folder: str, size: int, repeats: int) -> dict:
         ds = None
         return n
 
-    timings: dict[str, list[float]] = {"rts_fusion": [], "gdal_polygonize.py": [], "gdal.Polygonize": []}
+    runs = [("rts_fusion", version("rts_fusion"))]
+    if before:
+        runs.append(("before", version(before)))
+    runs += [("gdal_polygonize.py", gdal_script), ("gdal.Polygonize", gdal_inprocess)]
+    timings: dict[str, list[float]] = {name: [] for name, _ in runs}
     counts = {}
-    for _ in range(repeats):  # interleaved, so drifts of the machine hit all three alike
-        for name, fn in (
-            ("rts_fusion", ours),
-            ("gdal_polygonize.py", gdal_script),
-            ("gdal.Polygonize", gdal_inprocess),
-        ):
+    for _ in range(repeats):  # interleaved, so drifts of the machine hit all alike
+        for name, fn in runs:
             t0 = time.perf_counter()
             counts[name] = fn()
             timings[name].append(time.perf_counter() - t0)
     med = {k: float(np.median(v)) for k, v in timings.items()}
-    return {
+    result = {
         "mask_size": size,
         "blobs": blobs,
-        "polygons": {"rts_fusion": counts["rts_fusion"], "gdal.Polygonize": counts["gdal.Polygonize"]},
+        "polygons": {k: v for k, v in counts.items() if v is not None},
         "seconds": {k: round(v, 3) for k, v in med.items()},
         "ratio_vs_gdal_polygonize_py": round(med["rts_fusion"] / med["gdal_polygonize.py"], 2),
         "ratio_vs_gdal_api": round(med["rts_fusion"] / med["gdal.Polygonize"], 2),
     }
+    if before:
+        result["before_ratio_vs_gdal_api"] = round(med["before"] / med["gdal.Polygonize"], 2)
+    return result
+
+
+def bench_throughput(args, stack: str, tmp: str, before: str | None) -> dict:
+    """End-to-end detection (today's engine, and `before`'s) against the bare forward, interleaved."""
+    model, card = make_model(args.encoder, args.tile, args.overlap)
+    bare_forward(model, card, 2 * args.batch, "cpu", args.batch)  # warm-up: first calls allocate
+    engines = ["rts_fusion"] + ([before] if before else [])
+    seconds: dict[str, list[float]] = {"forward": [], **{e: [] for e in engines}}
+    tiles = 0
+    for _ in range(args.repeats):
+        for engine in engines:
+            s, tiles = detect(model, card, stack, os.path.join(tmp, engine), "cpu", args.batch, engine)
+            seconds[engine].append(s)
+        seconds["forward"].append(bare_forward(model, card, tiles, "cpu", args.batch))
+    med = {k: float(np.median(v)) for k, v in seconds.items()}
+    result = {
+        "stack_size": args.sizes[0],
+        "tiles": tiles,
+        "repeats": args.repeats,
+        "end_to_end_s": round(med["rts_fusion"], 2),
+        "bare_forward_s": round(med["forward"], 2),
+        "end_to_end_tiles_per_s": round(tiles / med["rts_fusion"], 2),
+        "bare_forward_tiles_per_s": round(tiles / med["forward"], 2),
+        "throughput_ratio_end_to_end_vs_forward": round(med["forward"] / med["rts_fusion"], 3),
+        "all_seconds": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
+    }
+    if before:
+        result["before_end_to_end_s"] = round(med[before], 2)
+        result["before_throughput_ratio_end_to_end_vs_forward"] = round(med["forward"] / med[before], 3)
+        result["speedup_vs_before"] = round(med[before] / med["rts_fusion"], 3)
+    return result
 
 
 def main() -> int:
@@ -237,6 +297,12 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--mask-size", type=int, default=4096)
+    parser.add_argument("--before", help="git ref of an older engine to run side by side (e.g. 2ab7777)")
+    parser.add_argument(
+        "--parts", nargs="+", default=["throughput", "memory", "polygonize", "cuda"],
+        choices=["throughput", "memory", "polygonize", "cuda"],
+    )  # fmt: skip
+    parser.add_argument("--output", default="detect", help="name of the results file in bench/results")
     args = parser.parse_args()
     import_plugin()
     import torch
@@ -244,65 +310,62 @@ def main() -> int:
 
     payload: dict = {"encoder": args.encoder, "tile": args.tile, "overlap": args.overlap, "batch": args.batch}
     payload["cpu_threads"] = len(os.sched_getaffinity(0))
+    payload["load_average_at_start"] = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
+        before = None
+        if args.before:
+            folder = os.path.join(tmp, "before")
+            os.mkdir(folder)
+            before = load_version(args.before, folder, "rts_fusion_before")
+            payload["before"] = args.before
         stacks = {}
-        for size in args.sizes:
+        sizes = args.sizes if "memory" in args.parts else args.sizes[:1]
+        for size in sizes if {"throughput", "memory", "cuda"} & set(args.parts) else []:
             stacks[size] = os.path.join(tmp, f"stack_{size}.tif")
             t0 = time.perf_counter()
             make_stack(stacks[size], size, PAPER)
             print(f"stack {size}² written in {time.perf_counter() - t0:.1f} s", flush=True)
-
-        # 1. Throughput on the smaller stack: engine vs bare forward, interleaved.
         small = args.sizes[0]
-        model, card = make_model(args.encoder, args.tile, args.overlap)
-        bare_forward(model, card, 2 * args.batch, "cpu", args.batch)  # warm-up: first calls allocate
-        e2e, fwd = [], []
-        tiles = 0
-        for _ in range(args.repeats):
-            seconds, tiles = detect(model, card, stacks[small], os.path.join(tmp, "cpu"), "cpu", args.batch)
-            e2e.append(seconds)
-            fwd.append(bare_forward(model, card, tiles, "cpu", args.batch))
-        payload["throughput_cpu"] = {
-            "stack_size": small,
-            "tiles": tiles,
-            "end_to_end_s": round(float(np.median(e2e)), 2),
-            "bare_forward_s": round(float(np.median(fwd)), 2),
-            "end_to_end_tiles_per_s": round(tiles / float(np.median(e2e)), 2),
-            "bare_forward_tiles_per_s": round(tiles / float(np.median(fwd)), 2),
-            "ratio_end_to_end_vs_forward": round(float(np.median(e2e)) / float(np.median(fwd)), 3),
-        }
-        print(json.dumps(payload["throughput_cpu"]), flush=True)
+
+        # 1. Throughput on the smaller stack: engine(s) vs bare forward, interleaved.
+        if "throughput" in args.parts:
+            payload["throughput_cpu"] = bench_throughput(args, stacks[small], tmp, before)
+            print(json.dumps(payload["throughput_cpu"]), flush=True)
 
         # 2. Peak memory at two sizes, each in a fresh process.
-        mem = {}
-        for size in args.sizes:
-            code = MEMORY_CHILD.format(
-                bench=BENCH,
-                encoder=args.encoder,
-                tile=args.tile,
-                overlap=args.overlap,
-                stack=stacks[size],
-                out=os.path.join(tmp, f"mem_{size}"),
-                batch=args.batch,
-            )
-            res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            mem[size] = json.loads(res.stdout.strip().splitlines()[-1])
-            print(f"{size}²: {mem[size]}", flush=True)
-        a, b = args.sizes
-        payload["memory"] = {
-            "sizes": {str(k): {kk: round(vv, 1) for kk, vv in v.items()} for k, v in mem.items()},
-            "pixel_ratio": (b / a) ** 2,
-            "peak_ratio": round(mem[b]["peak_mb"] / mem[a]["peak_mb"], 2),
-            "stack_gb_larger": round(b * b * len(PAPER) * 4 / 1e9, 2),
-        }
+        if "memory" in args.parts:
+            mem = {}
+            for size in args.sizes:
+                code = MEMORY_CHILD.format(
+                    bench=BENCH,
+                    encoder=args.encoder,
+                    tile=args.tile,
+                    overlap=args.overlap,
+                    stack=stacks[size],
+                    out=os.path.join(tmp, f"mem_{size}"),
+                    batch=args.batch,
+                )
+                res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                mem[size] = json.loads(res.stdout.strip().splitlines()[-1])
+                print(f"{size}²: {mem[size]}", flush=True)
+            a, b = args.sizes
+            payload["memory"] = {
+                "sizes": {str(k): {kk: round(vv, 1) for kk, vv in v.items()} for k, v in mem.items()},
+                "pixel_ratio": (b / a) ** 2,
+                "peak_ratio": round(mem[b]["peak_mb"] / mem[a]["peak_mb"], 2),
+                "stack_gb_larger": round(b * b * len(PAPER) * 4 / 1e9, 2),
+            }
 
         # 3. Polygonise vs GDAL.
-        payload["polygonize"] = bench_polygonize(tmp, args.mask_size, args.repeats)
-        print(json.dumps(payload["polygonize"]), flush=True)
+        if "polygonize" in args.parts:
+            payload["polygonize"] = bench_polygonize(tmp, args.mask_size, max(args.repeats, 3), before)
+            print(json.dumps(payload["polygonize"]), flush=True)
 
         # 4. CUDA at 512 px in bf16.
-        if torch.cuda.is_available():
+        payload["cuda"] = None
+        if "cuda" in args.parts and torch.cuda.is_available():
             model, card = make_model(args.encoder, 512, 128)
+            detect(model, card, stacks[small], os.path.join(tmp, "warm"), "cuda", args.batch)  # warm-up
             seconds, tiles = detect(model, card, stacks[small], os.path.join(tmp, "cuda"), "cuda", args.batch)
             fwd_s = bare_forward(model, card, tiles, "cuda", args.batch)
             payload["cuda"] = {
@@ -313,9 +376,8 @@ def main() -> int:
                 "end_to_end_tiles_per_s": round(tiles / seconds, 1),
                 "bare_forward_tiles_per_s": round(tiles / fwd_s, 1),
             }
-        else:
-            payload["cuda"] = None
-    print(save("detect", payload))
+    payload["load_average_at_end"] = os.getloadavg()[0]
+    print(save(args.output, payload))
     print(json.dumps(payload, indent=2))
     return 0
 
