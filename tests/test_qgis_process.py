@@ -249,3 +249,43 @@ def test_spatial_and_temporal_transfer_through_qgis_process(qgis_process, tmp_pa
     lines = (tmp_path / "temporal.csv").read_text().splitlines()
     assert lines[1].startswith("2019 (held-out test split)") and lines[2].startswith("2019 → 2024")
     assert 0 <= json.loads(res.stdout)["results"]["MEAN_TRANSFER_F1"] <= 1
+
+
+def test_shipped_train_detect_evaluate_model(qgis_process, training_stack, sample_scene, tmp_path):
+    """The second modeller model: train on one scene's inventory → detect on another scene → evaluate."""
+    from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack
+
+    test_stack = build_fused_stack(
+        FusionInputs(
+            sample_scene.optical,
+            sample_scene.thermal,
+            sample_scene.dem,
+            OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
+            temperature_series=sample_scene.temperature_series,
+        ),
+        PAPER,
+        str(tmp_path / "test_stack.tif"),
+    ).path
+    package, html = tmp_path / "model.safetensors", tmp_path / "evaluation.html"
+    res = qgis_process(
+        "run",
+        str(ROOT / "resources" / "models" / "train_detect_evaluate.model3"),
+        "--json",
+        "--",
+        f"train_stack={training_stack[0]}",
+        f"inventory={training_stack[1]}",
+        f"test_stack={test_stack}",
+        f"test_truth={sample_scene.slumps}",
+        "encoder=6",  # tiny
+        "epochs=1",
+        "tile_size=64",
+        f"train:Model package={package}",
+        f"evaluate:Evaluation report={html}",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    results = json.loads(res.stdout)["results"]
+    from rts_fusion.models.package import read_card
+
+    assert read_card(str(package)).bands == PAPER
+    assert html.is_file() and "F1" in html.read_text()
+    assert os.path.exists(results["evaluate:Evaluated outlines"].split("|")[0])
