@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 
 from qgis.core import (
@@ -21,7 +22,8 @@ from qgis.core import (
     QgsVectorLayer,
 )
 from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox, QgsRasterBandComboBox
-from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
+from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -32,6 +34,8 @@ from qgis.PyQt.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QTabWidget,
     QTextBrowser,
@@ -51,9 +55,14 @@ from .dock_logic import (
     read_importance_csv,
     unmet_needs,
 )
+from .layer_roles import guess_layer_roles
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(__file__))
 STYLES = os.path.join(PLUGIN_DIR, "resources", "styles")
+HELP_PAGE = os.path.join(PLUGIN_DIR, "resources", "help", "index.html")
+INSTALL_HINT = "Install them from the menu Raster → RTS Fusion → Install deep-learning dependencies…"
+# Runs still going when their dock was unloaded: kept referenced (the task uses the context) until they end.
+_ORPHANED_RUNS: list[tuple] = []
 RESULT_GROUP = "RTS Fusion results"
 RESULT_STYLES = (
     ("POLYGONS", "Thaw slumps", "slumps"),
@@ -87,8 +96,12 @@ class RtsFusionDock(QgsDockWidget):
         self.last_results: dict = {}
         self.last_success: bool | None = None
         self.card = None
+        self._temp_folder: str | None = None  # a folder this dock made for a run's outputs
+        self._auto_roles = True  # layer choices follow the project until the user picks one
         body = QWidget()
-        layout = QVBoxLayout(body)
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        layout.setContentsMargins(4, 4, 4, 4)
 
         model_box = QGroupBox("Model package")
         model_layout = QVBoxLayout(model_box)
@@ -98,34 +111,63 @@ class RtsFusionDock(QgsDockWidget):
         model_layout.addWidget(self.model_file)
         self.card_view = QTextBrowser()
         self.card_view.setMaximumHeight(110)
-        self.card_view.setPlaceholderText("Choose a model package to see its bands, resolution and scores.")
+        self.card_view.setPlaceholderText("Choose a model package to see its bands, inputs, resolution and scores.")
         model_layout.addWidget(self.card_view)
         layout.addWidget(model_box)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(self._map_tab(), "Map slumps")
         self.tabs.addTab(self._importance_tab(), "Band importance")
+        self.tabs.currentChanged.connect(self._tab_changed)
         layout.addWidget(self.tabs)
 
+        # The settings scroll; Run, progress, Cancel and the status stay visible below them at any height.
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(content)
+        self.scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)
+        outer = QVBoxLayout(body)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll, 1)
+        footer = QWidget()
+        foot = QVBoxLayout(footer)
+        foot.setContentsMargins(4, 2, 4, 4)
         run_row = QHBoxLayout()
+        self.run_button = QPushButton()
+        self.run_button.clicked.connect(self.run_current)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
+        self.progress.setValue(0)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
-        run_row.addWidget(self.progress)
+        self.help_button = QPushButton("Help")
+        self.help_button.setToolTip("Open the RTS Fusion user guide")
+        self.help_button.clicked.connect(self.open_help)
+        run_row.addWidget(self.run_button)
+        run_row.addWidget(self.progress, 1)
         run_row.addWidget(self.cancel_button)
-        layout.addLayout(run_row)
+        run_row.addWidget(self.help_button)
+        foot.addLayout(run_row)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        layout.addWidget(self.status)
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
+        foot.addWidget(self.status)
+        outer.addWidget(footer)
         self.setWidget(body)
+        self.setMinimumHeight(200)
+        self._tab_changed(0)
+        project = QgsProject.instance()
+        project.layersAdded.connect(self._layers_added)
+        self.apply_layer_roles()
         self.optical_changed()
 
     # ----- tabs -------------------------------------------------------------------------------------------------
     def _raster_combo(self, optional: bool) -> QgsMapLayerComboBox:
         combo = QgsMapLayerComboBox()
-        combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         combo.setAllowEmptyLayer(optional)
         if optional:
             combo.setLayer(None)
@@ -171,19 +213,18 @@ class RtsFusionDock(QgsDockWidget):
         self.min_area.setSuffix(" m²")
         form.addRow("Minimum area", self.min_area)
         self.output_folder = QgsFileWidget()
-        self.output_folder.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_folder.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_folder.lineEdit().setPlaceholderText("a new temporary folder")
         form.addRow("Output folder", self.output_folder)
         self.needs_label = QLabel("")
         self.needs_label.setWordWrap(True)
         self.needs_label.setStyleSheet("color: #b35900")
         form.addRow(self.needs_label)
-        self.run_button = QPushButton("Map thaw slumps")
-        self.run_button.clicked.connect(self.run_mapping)
-        form.addRow(self.run_button)
         self.optical.layerChanged.connect(self.optical_changed)
         for w in (self.thermal, self.dem, self.series):
             w.layerChanged.connect(self.check_needs)
+        for w in (self.optical, self.thermal, self.dem, self.series):
+            w.activated.connect(self._user_picked_layer)
         self.sensor.currentIndexChanged.connect(self.check_needs)
         for combo in self.band_combos.values():
             combo.bandChanged.connect(self.check_needs)
@@ -195,7 +236,7 @@ class RtsFusionDock(QgsDockWidget):
         form = QFormLayout()
         self.stack = self._raster_combo(False)
         self.truth = QgsMapLayerComboBox()
-        self.truth.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.truth.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.method = QComboBox()
         self.method.addItems(["Saliency and permutation", "Permutation", "Saliency"])
         self.method.setCurrentIndex(2)
@@ -206,10 +247,9 @@ class RtsFusionDock(QgsDockWidget):
         form.addRow("Ground-truth slumps", self.truth)
         form.addRow("Method", self.method)
         form.addRow("Permutations", self.repeats)
+        self.method.currentIndexChanged.connect(self._method_changed)
+        self._method_changed()
         layout.addLayout(form)
-        self.importance_button = QPushButton("Compute band importance")
-        self.importance_button.clicked.connect(self.run_importance)
-        layout.addWidget(self.importance_button)
         self.chart = BarChartWidget()
         layout.addWidget(self.chart, 1)
         self.chart_method = QComboBox()
@@ -229,18 +269,47 @@ class RtsFusionDock(QgsDockWidget):
         return tab
 
     # ----- state from the widgets -------------------------------------------------------------------------------
+    def _tab_changed(self, index: int) -> None:
+        self.run_button.setText("Map thaw slumps" if index == 0 else "Compute band importance")
+
+    def _method_changed(self, *_args) -> None:
+        """Permutations only apply to the permutation methods."""
+        self.repeats.setEnabled(self.method.currentIndex() in (0, 1))
+
+    def _user_picked_layer(self, *_args) -> None:
+        self._auto_roles = False
+
+    def _layers_added(self, *_args) -> None:
+        if self._auto_roles:
+            self.apply_layer_roles()
+
+    def apply_layer_roles(self) -> dict[str, object]:
+        """Choose optical, thermal, DEM and series layers from the project by layer name and band names."""
+        combos = {"optical": self.optical, "thermal": self.thermal, "dem": self.dem, "series": self.series}
+        layers = [self.optical.layer(i) for i in range(self.optical.count())]
+        layers = [layer for layer in layers if isinstance(layer, QgsRasterLayer)]
+        roles = guess_layer_roles([(layer.name(), _band_descriptions(layer)) for layer in layers])
+        chosen = {}
+        for role, combo in combos.items():
+            if role in roles:
+                combo.setLayer(layers[roles[role]])
+                chosen[role] = layers[roles[role]]
+            elif role != "optical":
+                combo.setLayer(None)
+        return chosen
+
     def optical_changed(self, *_args) -> None:
         """Point the band pickers at the optical layer and pre-fill them from its band names."""
         layer = self.optical.currentLayer()
         for combo in self.band_combos.values():
             combo.setLayer(layer)
         if isinstance(layer, QgsRasterLayer):
-            # bandName() is "Band 1: <description>" when the file describes its bands.
-            descriptions = [re.sub(r"^Band \d+:?\s*", "", layer.bandName(i)) for i in range(1, layer.bandCount() + 1)]
+            descriptions = _band_descriptions(layer)
             sensor = guess_sensor(descriptions)
             if sensor:
                 self.sensor.setCurrentIndex(SENSOR_KEYS.index(sensor))
-            mapping = guess_band_mapping(descriptions, self.sensor.currentData())
+            # A one- or two-band raster is no multispectral image: map nothing rather than "Blue = elevation".
+            mapping = guess_band_mapping(descriptions, self.sensor.currentData()) if layer.bandCount() >= 3 else {}
             for key, combo in self.band_combos.items():
                 combo.setBand(mapping.get(key, -1))
         self.check_needs()
@@ -263,10 +332,7 @@ class RtsFusionDock(QgsDockWidget):
                 self.card = read_card(path)
                 self.card_view.setPlainText(format_card(self.card))
             except ImportError:
-                self.card_view.setPlainText(
-                    "Reading model packages needs PyTorch and safetensors: Plugins → RTS Fusion → Install "
-                    "deep-learning dependencies."
-                )
+                self.card_view.setPlainText(f"Reading model packages needs PyTorch and safetensors. {INSTALL_HINT}")
             except ValueError as exc:
                 self.card_view.setPlainText(f"Not a usable model package: {exc}")
         self.check_needs()
@@ -287,11 +353,17 @@ class RtsFusionDock(QgsDockWidget):
         return problems
 
     def _folder(self) -> str:
-        folder = self.output_folder.filePath() or tempfile.mkdtemp(prefix="rts_fusion_")
+        folder = self.output_folder.filePath()
+        if not folder:
+            folder = self._temp_folder = tempfile.mkdtemp(prefix="rts_fusion_")
         os.makedirs(folder, exist_ok=True)
         return folder
 
     # ----- running ----------------------------------------------------------------------------------------------
+    def run_current(self) -> bool:
+        """Run what the visible tab is for."""
+        return self.run_mapping() if self.tabs.currentIndex() == 0 else self.run_importance()
+
     def _start(self, algorithm_id: str, params: dict, on_done) -> bool:
         if self.task is not None:
             self.status.setText("A run is in progress.")
@@ -303,39 +375,77 @@ class RtsFusionDock(QgsDockWidget):
         self.context = QgsProcessingContext()
         self.context.setProject(QgsProject.instance())
         self.feedback = QgsProcessingFeedback()
-        self.feedback.progressChanged.connect(lambda v: self.progress.setValue(int(v)))
+        self.feedback.progressChanged.connect(self._progress)
         self.task = QgsProcessingAlgRunnerTask(alg, params, self.context, self.feedback)
         self.task.executed.connect(lambda ok, results: self._done(ok, results, on_done))
         self.progress.setValue(0)
         self.cancel_button.setEnabled(True)
         self.run_button.setEnabled(False)
-        self.importance_button.setEnabled(False)
         self.status.setText(f"Running {alg.displayName()}…")
         self.last_success = None
         QgsApplication.taskManager().addTask(self.task)
         return True
+
+    def _progress(self, value: float) -> None:
+        if self.task is not None:
+            self.progress.setValue(int(value))
 
     def _done(self, ok: bool, results: dict, on_done) -> None:
         canceled = self.feedback is not None and self.feedback.isCanceled()
         self.task = None
         self.cancel_button.setEnabled(False)
         self.run_button.setEnabled(True)
-        self.importance_button.setEnabled(True)
         self.last_results = dict(results or {})
         self.last_success = bool(ok) and not canceled
+        if not self.last_success:
+            self.progress.setValue(0)
+            self._remove_temp_folder()
         if canceled:
             self.status.setText("Cancelled.")
         elif not ok:
             self.status.setText("The run failed; see the Processing log (View → Panels → Log Messages) for why.")
         else:
+            self._temp_folder = None  # it holds the results now
             on_done(self.last_results)
         self.finished.emit(self.last_success)
+
+    def _remove_temp_folder(self) -> None:
+        if self._temp_folder:
+            shutil.rmtree(self._temp_folder, ignore_errors=True)
+            self._temp_folder = None
 
     def cancel(self) -> None:
         """Ask the running algorithm to stop (it removes its partial outputs)."""
         if self.feedback is not None and self.task is not None:
             self.feedback.cancel()
             self.status.setText("Cancelling…")
+
+    def shutdown(self) -> None:
+        """Cancel a run and detach it from this dock (the plugin is unloading; the dock is about to go)."""
+        project = QgsProject.instance()
+        project.layersAdded.disconnect(self._layers_added)
+        if self.task is None:
+            return
+        task, context, feedback, folder = self.task, self.context, self.feedback, self._temp_folder
+        task.executed.disconnect()
+        feedback.progressChanged.disconnect()
+        feedback.cancel()
+        entry = (task, context, feedback)
+        _ORPHANED_RUNS.append(entry)
+
+        def release(*_args) -> None:
+            if entry in _ORPHANED_RUNS:
+                _ORPHANED_RUNS.remove(entry)
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+
+        task.taskCompleted.connect(release)
+        task.taskTerminated.connect(release)
+        self.task = self.feedback = self.context = None
+
+    def open_help(self) -> bool:
+        """Open the user guide shipped with the plugin in the system's browser."""
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(HELP_PAGE))
 
     def run_mapping(self) -> bool:
         """Start rtsfusion:mapslumps with the dock's choices; returns whether it started."""
@@ -364,7 +474,12 @@ class RtsFusionDock(QgsDockWidget):
         return self._start("rtsfusion:mapslumps", params, self._add_results)
 
     def _add_results(self, results: dict) -> None:
-        root = QgsProject.instance().layerTreeRoot()
+        project = QgsProject.instance()
+        paths = {_normalised(results[key]) for key, _name, _style in RESULT_STYLES if results.get(key)}
+        # A rerun into the same folder overwrote these files: drop the layers of the earlier run.
+        stale = [lid for lid, layer in project.mapLayers().items() if _normalised(layer.source()) in paths]
+        project.removeMapLayers(stale)
+        root = project.layerTreeRoot()
         group = root.findGroup(RESULT_GROUP) or root.insertGroup(0, RESULT_GROUP)
         added = []
         for key, name, style in RESULT_STYLES:
@@ -384,7 +499,8 @@ class RtsFusionDock(QgsDockWidget):
             if node is not None and layer.name() == "Fused stack":
                 node.setItemVisibilityChecked(False)
         count = results.get("COUNT")
-        self.status.setText(f"{count} thaw slumps mapped; layers added to '{RESULT_GROUP}'.")
+        replaced = f" (replacing {len(stale)} layers of the earlier run)" if stale else ""
+        self.status.setText(f"{count} thaw slumps mapped; layers added to '{RESULT_GROUP}'{replaced}.")
 
     def run_importance(self) -> bool:
         """Start rtsfusion:bandimportance; the chart shows the result."""
@@ -456,10 +572,22 @@ class RtsFusionDock(QgsDockWidget):
         return path or None
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API name
-        self.cancel()
+        """Closing the panel keeps a run going in the background (Cancel stops it; QGIS's task bar shows it)."""
+        if self.task is not None:
+            self.status.setText("Running in the background; the results are added to the project when it ends.")
         super().closeEvent(event)
+
+
+def _band_descriptions(layer: QgsRasterLayer) -> list[str]:
+    """A raster layer's band descriptions (bandName() is "Band 1: <description>" when the file has them)."""
+    return [re.sub(r"^Band \d+:?\s*", "", layer.bandName(i)) for i in range(1, layer.bandCount() + 1)]
+
+
+def _normalised(source: str) -> str:
+    """A layer source's file path, comparable across spellings."""
+    return os.path.normcase(os.path.realpath(source.split("|")[0]))
 
 
 def dock_area() -> Qt.DockWidgetArea:
     """Where the dock opens."""
-    return Qt.RightDockWidgetArea
+    return Qt.DockWidgetArea.RightDockWidgetArea

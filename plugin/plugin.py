@@ -89,7 +89,14 @@ class RtsFusionPlugin:
             self.dock = RtsFusionDock(self.iface.mainWindow())
             self.iface.addDockWidget(dock_area(), self.dock)
             self.dock.visibilityChanged.connect(self.dock_action.setChecked)
+            self.dock.finished.connect(self._run_finished)
         self.dock.setVisible(visible)
+
+    def _run_finished(self, ok: bool) -> None:
+        """A run of a closed panel ended: say so in the message bar (the panel shows it when open)."""
+        if self.dock is not None and not self.dock.isVisible():
+            level = Qgis.MessageLevel.Success if ok else Qgis.MessageLevel.Warning
+            self.iface.messageBar().pushMessage("RTS Fusion", self.dock.status.text(), level, 10)
 
     def open_toolbox(self) -> None:
         """Show the Processing toolbox filtered to this plugin's algorithms."""
@@ -108,7 +115,7 @@ class RtsFusionPlugin:
         """Open the dialog that installs torch and friends into the plugin's folder."""
         from .dependencies import make_install_dialog
 
-        make_install_dialog(self.iface.mainWindow()).exec_()
+        make_install_dialog(self.iface.mainWindow()).exec()
 
     def show_diagnostics(self) -> str:
         """Show Python, QGIS, torch, CUDA and GPU details (copyable)."""
@@ -124,8 +131,8 @@ class RtsFusionPlugin:
         return text
 
     def open_help(self) -> None:
-        """Open the plugin's README in the system's viewer."""
-        QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.join(PLUGIN_DIR, "README.md")))
+        """Open the user guide shipped with the plugin (resources/help/index.html) in the system's browser."""
+        QDesktopServices.openUrl(QUrl.fromLocalFile(os.path.join(PLUGIN_DIR, "resources", "help", "index.html")))
 
     def unload(self) -> None:
         """Remove everything the plugin added."""
@@ -136,7 +143,7 @@ class RtsFusionPlugin:
             self.toolbar.deleteLater()
             self.toolbar = None
         if self.dock is not None:
-            self.dock.cancel()
+            self.dock.shutdown()  # cancels a run and detaches it, so nothing calls back into the deleted dock
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None
