@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INCLUDE_DIRS = ("plugin", "processing_provider", "core", "models", "resources")
-INCLUDE_FILES = ("__init__.py", "metadata.txt", "README.md", "LICENSE", "requirements.txt")
+INCLUDE_FILES = ("__init__.py", "metadata.txt", "LICENSE", "requirements.txt")
+# README sections about the development checkout (make targets, benchmarks, source layout): not in the zip.
+DEV_SECTIONS = ("The two commands", "Benchmarks", "Layout")
+
+
+def zip_readme(text: str) -> str:
+    """The README as the zip ships it: without `<!-- dev -->` … `<!-- /dev -->` blocks and the DEV_SECTIONS."""
+    text = re.sub(r"<!-- dev -->.*?<!-- /dev -->\n?", "", text, flags=re.DOTALL)
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            skipping = line[3:].strip() in DEV_SECTIONS
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
 
 
 def build(dest: Path) -> Path:
@@ -17,6 +32,7 @@ def build(dest: Path) -> Path:
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in INCLUDE_FILES:
             zf.write(ROOT / name, f"rts_fusion/{name}")
+        zf.writestr("rts_fusion/README.md", zip_readme((ROOT / "README.md").read_text(encoding="utf-8")))
         for folder in INCLUDE_DIRS:
             base = ROOT / folder
             if not base.is_dir():
