@@ -76,12 +76,11 @@ def layer_path(layer, name: str) -> str:
     return path
 
 
+# Plain words, no "<" or ">": Processing's log shows messages as HTML, where "transformers<5" loses its tail.
 DEEP_LEARNING_HINT = (
-    "This algorithm needs PyTorch, transformers and safetensors in QGIS's Python. Install them (torch first, "
-    "pinned; keep numpy below 2 where QGIS's GDAL needs it), e.g.:\n"
-    '  python3 -m pip install --user "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu\n'
-    '  python3 -m pip install --user "transformers<5" safetensors scikit-image "numpy<2"\n'
-    "then restart QGIS."
+    "This algorithm needs PyTorch, transformers and safetensors in QGIS's Python. Install them from the menu "
+    "Raster → RTS Fusion → Install deep-learning dependencies… (the README's installation section shows the "
+    "pip commands), then restart QGIS."
 )
 
 

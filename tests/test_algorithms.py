@@ -171,8 +171,11 @@ def test_deep_learning_algorithms_explain_missing_torch(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
-    with pytest.raises(QgsProcessingException, match=r"(?s)Missing Python package\(s\): torch.*pip install"):
+    with pytest.raises(
+        QgsProcessingException, match=r"(?s)Missing Python package\(s\): torch.*Raster → RTS Fusion → Install"
+    ) as info:
         require_deep_learning()
+    assert "<" not in str(info.value)  # Processing's log reads messages as HTML
 
 
 def test_evaluate_polygons_on_a_pixel_size_grid_and_refusals(scene_run, tmp_path):
