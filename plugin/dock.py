@@ -180,7 +180,15 @@ class RtsFusionDock(QgsDockWidget):
         self.thermal = self._raster_combo(True)
         self.dem = self._raster_combo(True)
         self.series = self._raster_combo(True)
-        form.addRow("Optical image", self.optical)
+        optical_row = QHBoxLayout()
+        optical_row.addWidget(self.optical, 1)
+        self.landsat_button = QPushButton("Landsat bands…")
+        self.landsat_button.setToolTip(
+            "Use a Landsat scene's separate band files (…_B1.TIF … _B7.TIF, with its _MTL.txt) as the optical image"
+        )
+        self.landsat_button.clicked.connect(self.choose_landsat_bands)
+        optical_row.addWidget(self.landsat_button)
+        form.addRow("Optical image", optical_row)
         form.addRow("Thermal layer", self.thermal)
         form.addRow("DEM", self.dem)
         form.addRow("Temperature series (FTI)", self.series)
@@ -313,6 +321,38 @@ class RtsFusionDock(QgsDockWidget):
             for key, combo in self.band_combos.items():
                 combo.setBand(mapping.get(key, -1))
         self.check_needs()
+
+    def choose_landsat_bands(self) -> None:
+        """Ask for a Landsat scene's band files and use them as the optical image."""
+        paths, _filter = QFileDialog.getOpenFileNames(
+            self, "Landsat band files (B1…B7, with the scene's _MTL.txt beside them)", "", "GeoTIFF (*.TIF *.tif)"
+        )
+        if paths:
+            self.load_landsat_bands(paths)
+
+    def load_landsat_bands(self, paths: list[str]) -> QgsRasterLayer | None:
+        """Stack band files into an optical VRT (output folder, else a temporary one), add it and select it."""
+        from ..core.errors import RtsFusionError
+        from ..core.landsat import build_landsat_optical
+
+        folder = self.output_folder.filePath() or tempfile.mkdtemp(prefix="rts_fusion_landsat_")
+        name = re.split(r"_(?:SR_)?B\d", os.path.basename(paths[0]))[0] or "landsat"
+        try:
+            result = build_landsat_optical(paths, os.path.join(folder, f"{name}_optical.vrt"))
+        except RtsFusionError as exc:
+            self.status.setText(f"Landsat band files: {exc}")
+            return None
+        layer = QgsRasterLayer(result.path, f"{name} optical ({result.calibration})")
+        QgsProject.instance().addMapLayer(layer)
+        self.sensor.setCurrentIndex(SENSOR_KEYS.index(result.sensor))
+        self.optical.setLayer(layer)
+        self._auto_roles = False
+        notes = [f"Optical image: {len(result.bands)} Landsat bands as {result.calibration}."]
+        if not result.calibrated:
+            notes.append("No reflectance coefficients in an MTL: the values are digital numbers, not reflectance.")
+        notes += [f"Left out {s}." for s in result.skipped]
+        self.status.setText(" ".join(notes))
+        return layer
 
     def mapped_bands(self) -> dict[str, int]:
         """Optical key → 1-based band, for the bands set."""

@@ -1,11 +1,12 @@
-"""Screenshots of the real QGIS window with the RTS Fusion dock open on the sample scene (under Xvfb).
+"""Screenshots of the real QGIS window (1366×768, under Xvfb) with the RTS Fusion panel and the modeller.
 
 Starts Debian's `qgis` in a throw-away profile with this folder as the plugin `rts_fusion`, loads the sample
-scene made by `make demo` (demo_output/scene and its cached model), maps slumps from the dock, computes band
-importance (saliency) on the training scene, and saves:
+scene made by `make demo` (demo_output/scene and its cached model) beside the Processing toolbox, lets the panel
+propose the layers itself, and saves:
 
-    docs/screenshots/dock_map.png         the map tab after a run, results on the canvas
-    docs/screenshots/dock_importance.png  the band-importance tab with its chart
+    docs/screenshots/panel_before.png   the panel with its proposed layers and the model's card, before a run
+    docs/screenshots/panel_after.png    after the run: status, results group and polygons on the map
+    docs/screenshots/modeller.png       resources/models/train_detect_evaluate.model3 in the Graphical Modeler
 
     .venv/bin/python scripts/screenshot.py   (after `make demo`)
 """
@@ -22,74 +23,84 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "screenshots"
+SHOTS = ("panel_before.png", "panel_after.png", "modeller.png")
+WIDTH, HEIGHT = 1366, 768
 
 CODE = r"""
 import os, sys
 from qgis.core import (QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer,
                        QgsRasterMinMaxOrigin, QgsVectorLayer)
 from qgis.PyQt.QtCore import QTimer
-from qgis.PyQt.QtWidgets import QApplication
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget
 from qgis.utils import iface, loadPlugin, startPlugin, plugins
 
-DEMO, OUT = {demo!r}, {out!r}
+DEMO, OUT, MODEL3, W, H = {demo!r}, {out!r}, {model3!r}, {width}, {height}
 
-def shot(name):
+def shot(widget, name):
     QApplication.processEvents()
-    iface.mainWindow().grab().save(os.path.join(OUT, name))
+    widget.grab().save(os.path.join(OUT, name))
 
 def finish():
     QgsProject.instance().setDirty(False)
     os._exit(0)
 
-def importance():
-    dock.tabs.setCurrentIndex(1)
-    dock.stack.setLayer(train_stack)
-    dock.truth.setLayer(train_truth)
-    dock.method.setCurrentIndex(2)
-    dock.finished.connect(lambda ok: QTimer.singleShot(1500, lambda: (shot("dock_importance.png"), finish())))
-    dock.run_importance()
+def modeller():
+    from processing.modeler.ModelerDialog import ModelerDialog
+    dlg = ModelerDialog.create()
+    dlg.loadModel(MODEL3)
+    dlg.setGeometry(0, 0, W, H)
+    dlg.show()
+    QApplication.processEvents()
+    dlg.view().fitInView(dlg.view().scene().itemsBoundingRect().adjusted(-20, -20, 20, 20), 1)
+    QTimer.singleShot(1500, lambda: (shot(dlg, "modeller.png"), finish()))
 
-def step_importance(ok):
+def after(ok):
     dock.finished.disconnect()
     for node in QgsProject.instance().layerTreeRoot().children():
         node.setExpanded(node.name() == "RTS Fusion results")
-    iface.mapCanvas().setExtent(layers["optical"].extent())
+    iface.mapCanvas().setExtent(optical.extent())
     iface.mapCanvas().refresh()
-    QTimer.singleShot(2000, lambda: (shot("dock_map.png"), importance()))
+    QTimer.singleShot(2500, lambda: (shot(iface.mainWindow(), "panel_after.png"), modeller()))
+
+def run():
+    shot(iface.mainWindow(), "panel_before.png")
+    dock.finished.connect(after)
+    dock.run_mapping()
 
 def start():
-    global dock, layers, train_stack, train_truth
+    global dock, optical
+    window = iface.mainWindow()
+    window.setGeometry(0, 0, W, H)
     loadPlugin("rts_fusion"); startPlugin("rts_fusion")
     plugin = plugins["rts_fusion"]
     scene = os.path.join(DEMO, "scene")
-    layers = {{
-        "optical": QgsRasterLayer(os.path.join(scene, "optical.tif"), "optical (Sentinel-2-like, UTM 46N)"),
-        "thermal": QgsRasterLayer(os.path.join(scene, "thermal.tif"), "thermal (Landsat ST, UTM 45N)"),
-        "dem": QgsRasterLayer(os.path.join(scene, "dem.tif"), "DEM (WGS 84)"),
-        "series": QgsRasterLayer(os.path.join(scene, "temperature_series.tif"), "temperature series"),
-    }}
-    truth = QgsVectorLayer(os.path.join(scene, "slumps.gpkg"), "slump outlines (truth)", "ogr")
-    train_stack = QgsRasterLayer(os.path.join(DEMO, "train_scene", "fused_stack.tif"), "training stack")
-    train_truth = QgsVectorLayer(os.path.join(DEMO, "train_scene", "slumps.gpkg"), "training slumps", "ogr")
-    order = [train_stack, train_truth, truth, layers["series"], layers["dem"], layers["thermal"], layers["optical"]]
-    for layer in order:
-        QgsProject.instance().addMapLayer(layer)
-    optical = layers["optical"]  # true colour: band 3 (red), 2 (green), 1 (blue), stretched
+    layers = [
+        QgsRasterLayer(os.path.join(scene, "temperature_series.tif"), "temperature_series (monthly, °C)"),
+        QgsRasterLayer(os.path.join(scene, "dem.tif"), "dem (WGS 84)"),
+        QgsRasterLayer(os.path.join(scene, "thermal.tif"), "thermal LST (Landsat ST, UTM 45N)"),
+        QgsRasterLayer(os.path.join(scene, "optical.tif"), "optical (Sentinel-2-like, UTM 46N)"),
+        QgsVectorLayer(os.path.join(scene, "slumps.gpkg"), "slump outlines (truth)", "ogr"),
+    ]
+    optical = layers[3]
     optical.setRenderer(QgsMultiBandColorRenderer(optical.dataProvider(), 3, 2, 1))
     optical.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut)
-    for layer in (train_stack, train_truth, layers["series"], layers["dem"], layers["thermal"]):
-        QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
+    toolbox = window.findChild(QDockWidget, "ProcessingToolbox")
+    if toolbox is not None:
+        toolbox.show()
+        search = getattr(toolbox, "searchBox", None)
+        if search is not None:
+            search.setText("rtsfusion")
     plugin.show_dock(True)
-    dock = plugin.dock
-    dock.optical.setLayer(layers["optical"])
-    dock.thermal.setLayer(layers["thermal"])
-    dock.dem.setLayer(layers["dem"])
-    dock.series.setLayer(layers["series"])
+    dock = plugin.dock  # opened before the layers arrive: it proposes them as they are added
+    for layer in layers:
+        QgsProject.instance().addMapLayer(layer)
+    for layer in layers[:3]:
+        QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
     dock.model_file.setFilePath(os.path.join(DEMO, "model", "fusion_sa_segformer_tiny.safetensors"))
     dock.output_folder.setFilePath(os.path.join(OUT, "_run"))
-    dock.finished.connect(step_importance)
-    iface.mapCanvas().setExtent(layers["optical"].extent())
-    dock.run_mapping()
+    iface.mapCanvas().setExtent(optical.extent())
+    window.setGeometry(0, 0, W, H)
+    QTimer.singleShot(3000, run)
 
 QTimer.singleShot(3000, start)
 QTimer.singleShot(600000, finish)  # never hang
@@ -103,12 +114,15 @@ def main() -> int:
         print("Run `make demo` first: the screenshots use its sample scene and model.", file=sys.stderr)
         return 1
     OUT.mkdir(parents=True, exist_ok=True)
+    for name in SHOTS:
+        (OUT / name).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         plugins = Path(tmp) / "plugins"
         plugins.mkdir()
         (plugins / "rts_fusion").symlink_to(ROOT)
         code = Path(tmp) / "start.py"
-        code.write_text(CODE.format(demo=str(demo), out=str(OUT)))
+        model3 = str(ROOT / "resources" / "models" / "train_detect_evaluate.model3")
+        code.write_text(CODE.format(demo=str(demo), out=str(OUT), model3=model3, width=WIDTH, height=HEIGHT))
         env = dict(os.environ)
         env.pop("QT_QPA_PLATFORM", None)  # a real X display (Xvfb), not offscreen
         env.update(
@@ -119,7 +133,7 @@ def main() -> int:
             shutil.which("xvfb-run") or "xvfb-run",
             "-a",
             "-s",
-            "-screen 0 1600x1000x24",
+            f"-screen 0 {WIDTH}x{HEIGHT}x24",
             "qgis",
             "--nologo",
             "--noversioncheck",
@@ -130,10 +144,10 @@ def main() -> int:
         ]
         res = subprocess.run(cmd, env=env, timeout=900, capture_output=True, text=True)
     shutil.rmtree(OUT / "_run", ignore_errors=True)
-    made = [p for p in (OUT / "dock_map.png", OUT / "dock_importance.png") if p.exists()]
+    made = [OUT / name for name in SHOTS if (OUT / name).exists()]
     for p in made:
         print(p)
-    if len(made) < 2:
+    if len(made) < len(SHOTS):
         print(res.stdout[-3000:], res.stderr[-3000:], file=sys.stderr)
         return 1
     return 0

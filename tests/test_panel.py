@@ -268,3 +268,24 @@ def test_help_page_ships_and_is_what_help_opens():
     text = open(HELP_PAGE, encoding="utf-8").read()
     assert os.path.dirname(HELP_PAGE).endswith(os.path.join("resources", "help"))
     assert "Raster → RTS Fusion" in text and "landsatbands" in text and "train_detect_evaluate.model3" in text
+
+
+def test_landsat_band_files_become_the_optical_layer(qgis_iface, tmp_path):
+    from test_landsat import _scene
+
+    paths = _scene(str(tmp_path), "LC08_L2SP_001002_20200101_20200102_02_T1", [2, 3, 4, 5, 6, 7, 10])
+    dock = new_dock(qgis_iface)
+    dock.output_folder.setFilePath(str(tmp_path / "out"))
+    try:
+        layer = dock.load_landsat_bands(paths)
+        assert layer is not None and layer.isValid() and dock.optical.currentLayer() is layer
+        assert layer.source().endswith("LC08_L2SP_001002_20200101_20200102_02_T1_optical.vrt")
+        assert dock.sensor.currentData() == "landsat8"
+        assert dock.mapped_bands() == {"blue": 1, "green": 2, "red": 3, "nir": 4, "swir1": 5, "swir2": 6}
+        assert "surface reflectance" in dock.status.text() and "B10" in dock.status.text()
+        assert dock.load_landsat_bands([str(tmp_path / "notes.TIF")]) is None
+        assert "does not exist" in dock.status.text()
+    finally:
+        dock.shutdown()
+        dock.deleteLater()
+        QgsProject.instance().removeAllMapLayers()
