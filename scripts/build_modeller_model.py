@@ -82,7 +82,7 @@ class _Builder:
             o = QgsProcessingModelOutput(name, label)
             o.setChildOutputName(key)
             o.setChildId(cid)
-            # Every output may be left blank (a temporary file), so the model runs with only its inputs.
+            # The run dialog fills in a temporary file for each output (qgis_process wants each one named).
             o.setMandatory(False)
             o.setDefaultValue("TEMPORARY_OUTPUT")
             o.setPosition(QPointF(x + 190, y + 50))

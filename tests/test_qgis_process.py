@@ -280,6 +280,9 @@ def test_shipped_train_detect_evaluate_model(qgis_process, training_stack, sampl
         "epochs=1",
         "tile_size=64",
         f"train:Model package={package}",
+        "train:Training report=TEMPORARY_OUTPUT",
+        "detect:Slump probability=TEMPORARY_OUTPUT",
+        "evaluate:Evaluated outlines=TEMPORARY_OUTPUT",
         f"evaluate:Evaluation report={html}",
     )
     assert res.returncode == 0, res.stdout + res.stderr
