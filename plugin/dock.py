@@ -97,7 +97,6 @@ class RtsFusionDock(QgsDockWidget):
         self.last_success: bool | None = None
         self.card = None
         self._temp_folder: str | None = None  # a folder this dock made for a run's outputs
-        self._auto_roles = True  # layer choices follow the project until the user picks one
         body = QWidget()
         content = QWidget()
         layout = QVBoxLayout(content)
@@ -176,7 +175,7 @@ class RtsFusionDock(QgsDockWidget):
     def _map_tab(self) -> QWidget:
         tab = QWidget()
         form = QFormLayout(tab)
-        self.optical = self._raster_combo(False)
+        self.optical = self._raster_combo(True)  # empty until a layer looks optical or the user picks one
         self.thermal = self._raster_combo(True)
         self.dem = self._raster_combo(True)
         self.series = self._raster_combo(True)
@@ -231,8 +230,6 @@ class RtsFusionDock(QgsDockWidget):
         self.optical.layerChanged.connect(self.optical_changed)
         for w in (self.thermal, self.dem, self.series):
             w.layerChanged.connect(self.check_needs)
-        for w in (self.optical, self.thermal, self.dem, self.series):
-            w.activated.connect(self._user_picked_layer)
         self.sensor.currentIndexChanged.connect(self.check_needs)
         for combo in self.band_combos.values():
             combo.bandChanged.connect(self.check_needs)
@@ -284,26 +281,27 @@ class RtsFusionDock(QgsDockWidget):
         """Permutations only apply to the permutation methods."""
         self.repeats.setEnabled(self.method.currentIndex() in (0, 1))
 
-    def _user_picked_layer(self, *_args) -> None:
-        self._auto_roles = False
-
     def _layers_added(self, *_args) -> None:
-        if self._auto_roles:
-            self.apply_layer_roles()
+        self.apply_layer_roles()
 
     def apply_layer_roles(self) -> dict[str, object]:
-        """Choose optical, thermal, DEM and series layers from the project by layer name and band names."""
+        """Fill the empty layer choices from the project's rasters by layer name and band names.
+
+        A choice already made is never changed; a role no layer looks like stays empty (the optical image is
+        never "the first raster", which could be a DEM).
+        """
         combos = {"optical": self.optical, "thermal": self.thermal, "dem": self.dem, "series": self.series}
         layers = [self.optical.layer(i) for i in range(self.optical.count())]
         layers = [layer for layer in layers if isinstance(layer, QgsRasterLayer)]
         roles = guess_layer_roles([(layer.name(), _band_descriptions(layer)) for layer in layers])
+        taken = {combo.currentLayer() for combo in combos.values()} - {None}
         chosen = {}
         for role, combo in combos.items():
-            if role in roles:
-                combo.setLayer(layers[roles[role]])
-                chosen[role] = layers[roles[role]]
-            elif role != "optical":
-                combo.setLayer(None)
+            layer = layers[roles[role]] if role in roles else None
+            if combo.currentLayer() is None and layer is not None and layer not in taken:
+                combo.setLayer(layer)
+                taken.add(layer)
+                chosen[role] = layer
         return chosen
 
     def optical_changed(self, *_args) -> None:
@@ -346,7 +344,6 @@ class RtsFusionDock(QgsDockWidget):
         QgsProject.instance().addMapLayer(layer)
         self.sensor.setCurrentIndex(SENSOR_KEYS.index(result.sensor))
         self.optical.setLayer(layer)
-        self._auto_roles = False
         notes = [f"Optical image: {len(result.bands)} Landsat bands as {result.calibration}."]
         if not result.calibrated:
             notes.append("No reflectance coefficients in an MTL: the values are digital numbers, not reflectance.")

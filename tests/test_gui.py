@@ -184,7 +184,8 @@ def make_dock(qgis_iface, layers, model):
 def test_dock_lists_rasters_shows_the_card_and_maps_slumps(provider, qgis_iface, scene_layers, tiny_model, tmp_path):
     dock = make_dock(qgis_iface, scene_layers, tiny_model)
     listed = [dock.optical.layer(i) for i in range(dock.optical.count())]
-    assert listed and all(isinstance(layer, QgsRasterLayer) for layer in listed)
+    assert listed[0] is None  # the empty choice: nothing is the optical image by default
+    assert listed[1:] and all(isinstance(layer, QgsRasterLayer) for layer in listed[1:])
     assert scene_layers["slumps"] not in listed
     assert "Bands (13)" in dock.card_view.toPlainText()
     assert dock.mapped_bands() == {"blue": 1, "green": 2, "red": 3, "nir": 4, "swir1": 5, "swir2": 6}
