@@ -124,7 +124,7 @@ class RtsFusionDock(QgsDockWidget):
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.scroll.setWidget(content)
         self.scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)
         outer = QVBoxLayout(body)
@@ -166,6 +166,7 @@ class RtsFusionDock(QgsDockWidget):
     # ----- tabs -------------------------------------------------------------------------------------------------
     def _raster_combo(self, optional: bool) -> QgsMapLayerComboBox:
         combo = QgsMapLayerComboBox()
+        _narrow(combo)
         combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         combo.setAllowEmptyLayer(optional)
         if optional:
@@ -192,16 +193,19 @@ class RtsFusionDock(QgsDockWidget):
         form.addRow("DEM", self.dem)
         form.addRow("Temperature series (FTI)", self.series)
         self.sensor = QComboBox()
+        _narrow(self.sensor)
         for key in SENSOR_KEYS:
             self.sensor.addItem(SENSORS[key], key)
         form.addRow("Optical sensor", self.sensor)
         self.band_combos: dict[str, QgsRasterBandComboBox] = {}
         for key in OPTICAL_KEYS:
             combo = QgsRasterBandComboBox()
+            _narrow(combo)
             combo.setShowNotSetOption(True)
             self.band_combos[key] = combo
             form.addRow(f"{key.upper() if key.startswith(('nir', 'swir')) else key.capitalize()} band", combo)
         self.device = QComboBox()
+        _narrow(self.device)
         self.device.addItem("Auto (CUDA if present)", 0)
         self.device.addItem("CPU", 1)
         gpu = cuda_device_name()
@@ -241,8 +245,10 @@ class RtsFusionDock(QgsDockWidget):
         form = QFormLayout()
         self.stack = self._raster_combo(False)
         self.truth = QgsMapLayerComboBox()
+        _narrow(self.truth)
         self.truth.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.method = QComboBox()
+        _narrow(self.method)
         self.method.addItems(["Saliency and permutation", "Permutation", "Saliency"])
         self.method.setCurrentIndex(2)
         self.repeats = QSpinBox()
@@ -258,6 +264,7 @@ class RtsFusionDock(QgsDockWidget):
         self.chart = BarChartWidget()
         layout.addWidget(self.chart, 1)
         self.chart_method = QComboBox()
+        _narrow(self.chart_method)
         self.chart_method.currentIndexChanged.connect(self.show_importance)
         export = QHBoxLayout()
         export.addWidget(QLabel("Show"))
@@ -613,6 +620,12 @@ class RtsFusionDock(QgsDockWidget):
         if self.task is not None:
             self.status.setText("Running in the background; the results are added to the project when it ends.")
         super().closeEvent(event)
+
+
+def _narrow(combo: QComboBox) -> None:
+    """Let a combo box shrink with a narrow panel instead of widening it to its longest entry."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(12)
 
 
 def _band_descriptions(layer: QgsRasterLayer) -> list[str]:

@@ -30,7 +30,7 @@ CODE = r"""
 import os, sys
 from qgis.core import (QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsProject, QgsRasterLayer,
                        QgsRasterMinMaxOrigin, QgsVectorLayer)
-from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtWidgets import QApplication, QDockWidget
 from qgis.utils import iface, loadPlugin, startPlugin, plugins
 
@@ -58,6 +58,8 @@ def after(ok):
     dock.finished.disconnect()
     for node in QgsProject.instance().layerTreeRoot().children():
         node.setExpanded(node.name() == "RTS Fusion results")
+    for node in QgsProject.instance().layerTreeRoot().findLayers():
+        node.setExpanded(False)
     iface.mapCanvas().setExtent(optical.extent())
     iface.mapCanvas().refresh()
     QTimer.singleShot(2500, lambda: (shot(iface.mainWindow(), "panel_after.png"), modeller()))
@@ -94,8 +96,15 @@ def start():
     dock = plugin.dock  # opened before the layers arrive: it proposes them as they are added
     for layer in layers:
         QgsProject.instance().addMapLayer(layer)
-    for layer in layers[:3]:
-        QgsProject.instance().layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
+    for layer in layers:
+        node = QgsProject.instance().layerTreeRoot().findLayer(layer.id())
+        node.setExpanded(False)
+        node.setItemVisibilityChecked(layer in layers[3:])
+    browser = window.findChild(QDockWidget, "Browser")
+    if browser is not None:
+        browser.hide()
+    if toolbox is not None:  # the toolbox above, the panel below it: most of the height for the panel
+        window.resizeDocks([toolbox, dock], [220, 480], Qt.Orientation.Vertical)
     dock.model_file.setFilePath(os.path.join(DEMO, "model", "fusion_sa_segformer_tiny.safetensors"))
     dock.output_folder.setFilePath(os.path.join(OUT, "_run"))
     iface.mapCanvas().setExtent(optical.extent())
