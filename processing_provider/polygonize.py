@@ -49,7 +49,8 @@ class PolygonizeAlgorithm(RtsAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
         return (
             "Turns a slump probability raster (from 'Detect thaw slumps', float 0–1 or uint8 ×250) or a 0/1 mask "
-            "into polygons in a GeoPackage, ready to edit.<br><br>"
+            "into polygons in a GeoPackage, ready to edit. Any other raster (several bands, values outside 0–1, "
+            "or 0–250 for the uint8 form, an integer raster other than 0/1) is refused.<br><br>"
             "Pixels at or above the threshold are slumps (probability input; a mask is taken as is). Holes "
             "smaller than the hole area are filled, objects smaller than the minimum area dropped, and objects "
             "touching nodata (fragments cut by missing data) dropped unless unticked. Outlines can be simplified "
