@@ -201,3 +201,21 @@ def test_background_writer_runs_in_order_and_reports_errors():
     w.submit(lambda: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         w.close()
+
+
+def test_detection_and_importance_do_not_import_the_trainer():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('rts_fusion', {str(root / '__init__.py')!r}, "
+        f"submodule_search_locations=[{str(root)!r}])\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['rts_fusion'] = m; spec.loader.exec_module(m)\n"
+        "import rts_fusion.models.inference, rts_fusion.models.importance\n"
+        "print('rts_fusion.models.train' in sys.modules, 'rts_fusion.models.device' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
