@@ -55,14 +55,94 @@ def scores(c: Confusion) -> dict[str, float]:
 
 
 def mean_scores(confusions: list[Confusion]) -> dict[str, float]:
-    """Scores averaged over chips (the study reports metrics this way), alongside the pooled ones."""
+    """Scores averaged over chips, a chip with no slump and no prediction counting as perfect (1).
+
+    The study also averages over chips but counts such a chip 0; see study_scores for its convention.
+    """
     if not confusions:
         return {}
     per_chip = [scores(c) for c in confusions]
     return {k: float(np.mean([s[k] for s in per_chip])) for k in per_chip[0]}
 
 
+STUDY_EPS = 1e-6
+
+
+def study_scores(confusions: list[Confusion], eps: float = STUDY_EPS) -> dict[str, float]:
+    """The authors' per-chip convention (their metrics.py), for comparison with the paper's numbers.
+
+    Per chip, for the slump class and for the background class alike: precision tp/(tp+fp+ε), recall
+    tp/(tp+fn+ε), F1 2tp/(2tp+fp+fn+ε), IoU tp/(tp+fp+fn+ε), so a chip with no slump and no prediction scores
+    0 for slumps (not 1 as in mean_scores); each is the mean over all chips. "macro_*" is the mean of the slump
+    and background scores (the paper's "F1 score" column); overall accuracy is the mean of the chips'.
+
+    Returns:
+        {} for no chips, else precision, recall, f1, iou (slump class), the same with "_background", the
+        "macro_" means and "overall_accuracy".
+
+    """
+    if not confusions:
+        return {}
+    a = np.array([(c.tp, c.fp, c.fn, c.tn) for c in confusions], dtype=np.float64)
+    tp, fp, fn, tn = a.T
+
+    def cls(t: np.ndarray, f_p: np.ndarray, f_n: np.ndarray) -> dict[str, float]:
+        return {
+            "precision": float(np.mean(t / (t + f_p + eps))),
+            "recall": float(np.mean(t / (t + f_n + eps))),
+            "f1": float(np.mean(2 * t / (2 * t + f_p + f_n + eps))),
+            "iou": float(np.mean(t / (t + f_p + f_n + eps))),
+        }
+
+    pos, neg = cls(tp, fp, fn), cls(tn, fn, fp)
+    out = dict(pos)
+    out.update({f"{k}_background": v for k, v in neg.items()})
+    out.update({f"macro_{k}": 0.5 * (pos[k] + neg[k]) for k in pos})
+    out["overall_accuracy"] = float(np.mean((tp + tn) / (tp + fp + fn + tn + eps)))
+    return out
+
+
+def chip_objects(pred: np.ndarray, truth: np.ndarray, connectivity: int = 8) -> tuple[int, int, int]:
+    """Object counts on one chip as the study counts them: (tp, fp, fn).
+
+    Objects are connected components (8- or 4-connectivity) of each mask, cut at the chip's edge; a predicted
+    object touching any true object by one pixel or more is a true positive, one touching none a false
+    positive; true objects touched by no prediction are false negatives.
+    """
+    from skimage.measure import label
+
+    if connectivity not in (4, 8):
+        raise ValueError(f"Connectivity must be 4 or 8, not {connectivity}.")
+    conn = 2 if connectivity == 8 else 1
+    p_lab, n_p = label(pred.astype(bool), connectivity=conn, return_num=True)
+    t_lab, n_t = label(truth.astype(bool), connectivity=conn, return_num=True)
+    both = (p_lab > 0) & (t_lab > 0)
+    matched_pred = np.unique(p_lab[both])
+    matched_truth = np.unique(t_lab[both])
+    return len(matched_pred), n_p - len(matched_pred), n_t - len(matched_truth)
+
+
+def object_scores(counts: list[tuple[int, int, int]]) -> dict[str, float]:
+    """Precision, recall and F1 of summed (tp, fp, fn) object counts (the study's aggregation over chips)."""
+    tp, fp, fn = (int(sum(c[i] for c in counts)) for i in range(3))
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r, "f1": f1}
+
+
 def summarize(confusions: list[Confusion]) -> dict[str, dict[str, float]]:
-    """{"pooled": scores of all pixels together, "per_chip": mean of per-chip scores, "counts": totals}."""
+    """Pooled, per-chip and the study's per-chip scores of a list of chip confusions.
+
+    Returns:
+        {"pooled": scores of all pixels together, "per_chip": mean of per-chip scores (empty chip = 1),
+        "study": study_scores (the authors' convention), "counts": totals}.
+
+    """
     total = sum(confusions, Confusion())
-    return {"pooled": scores(total), "per_chip": mean_scores(confusions), "counts": asdict(total)}
+    return {
+        "pooled": scores(total),
+        "per_chip": mean_scores(confusions),
+        "study": study_scores(confusions),
+        "counts": asdict(total),
+    }

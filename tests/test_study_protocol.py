@@ -1,0 +1,106 @@
+"""The study's protocol: its training preset, its metric conventions, its loss and augmentation."""
+
+import numpy as np
+import pytest
+import torch
+from rts_fusion.core.metrics import Confusion, chip_objects, object_scores, study_scores, summarize
+from rts_fusion.models.augment import augment
+from rts_fusion.models.losses import combined_loss
+from rts_fusion.models.protocol import STUDY_DIFFERENCES
+from rts_fusion.models.train import TrainConfig, lr_curve, study_preset, train_from_stack
+
+torch.set_num_threads(2)
+
+
+def test_study_scores_follow_the_authors_convention():
+    chips = [Confusion(tp=8, fp=2, fn=0, tn=90), Confusion(tp=0, fp=0, fn=0, tn=100)]  # second chip: empty
+    s = study_scores(chips)
+    eps = 1e-6
+    f1_slump = np.mean([16 / (16 + 2 + eps), 0.0])  # the empty chip scores 0 for slumps (their eps convention)
+    f1_background = np.mean([180 / (180 + 2 + eps), 200 / (200 + eps)])
+    assert s["f1"] == pytest.approx(f1_slump) and s["f1_background"] == pytest.approx(f1_background)
+    assert s["macro_f1"] == pytest.approx(0.5 * (f1_slump + f1_background))
+    assert s["overall_accuracy"] == pytest.approx(np.mean([0.98, 1.0]))
+    summary = summarize(chips)
+    assert summary["per_chip"]["f1"] == pytest.approx(np.mean([16 / 18, 1.0]))  # ours counts the empty chip 1
+    assert summary["study"] == s and study_scores([]) == {}
+
+
+def test_object_counting_per_chip_and_connectivity():
+    truth = np.zeros((8, 8), bool)
+    truth[1, 1] = truth[2, 2] = True  # diagonal neighbours: one object with 8-connectivity, two with 4
+    truth[6, 6] = True
+    pred = np.zeros((8, 8), bool)
+    pred[2, 2] = True
+    pred[4, 0] = True  # touches nothing
+    assert chip_objects(pred, truth, 8) == (1, 1, 1)
+    assert chip_objects(pred, truth, 4) == (1, 1, 2)
+    agg = object_scores([chip_objects(pred, truth, 8), (2, 0, 0)])
+    assert (agg["tp"], agg["fp"], agg["fn"]) == (3, 1, 1) and agg["f1"] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="4 or 8"):
+        chip_objects(pred, truth, 6)
+
+
+def test_study_dice_is_zero_without_slump_pixels():
+    logits = torch.full((2, 1, 8, 8), 2.0)
+    empty = torch.zeros_like(logits)
+    valid = torch.ones_like(logits)
+    focal_bce = combined_loss(logits, empty, valid, dice="study")
+    smoothed = combined_loss(logits, empty, valid)
+    # With no slump pixel the study's Dice adds nothing; ours still penalises the positive predictions.
+    assert smoothed - focal_bce == pytest.approx(1 - 1 / (float(torch.sigmoid(logits).sum()) + 1), rel=1e-5)
+    target = torch.zeros_like(logits)
+    target[:, :, :4] = 1
+    p = torch.sigmoid(logits)
+    inter, total = float((p * target).sum()), float(p.sum() + target.sum())
+    study_minus_ours = (1 - 2 * inter / total) - (1 - (2 * inter + 1) / (total + 1))
+    diff = combined_loss(logits, target, valid, dice="study") - combined_loss(logits, target, valid)
+    assert float(diff) == pytest.approx(study_minus_ours, rel=1e-4, abs=1e-7)
+    with pytest.raises(ValueError, match="Dice"):
+        combined_loss(logits, target, valid, dice="x")
+
+
+def test_augmentation_ranges_are_parameters():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 16 * 16, dtype=torch.float32).reshape(2, 1, 16, 16)
+    y = (x > 100).float()
+    flips = [x[0], x[0].flip(-1), x[0].flip(-2), x[0].flip(-1).flip(-2)]
+    for _ in range(10):  # full-size crop, no quarter turns: only flips remain
+        out, _, _ = augment(x, y, torch.ones_like(y), gen, scale=(1.0, 1.0), ratio=(1.0, 1.0), rot90_p=0.0)
+        assert any(torch.equal(out[0], f) for f in flips)
+    turned = 0
+    for _ in range(40):
+        out, _, _ = augment(x, y, torch.ones_like(y), gen, scale=(1.0, 1.0), ratio=(1.0, 1.0), rot90_p=1.0)
+        turned += not any(torch.equal(out[0], f) for f in flips)
+    assert turned > 10
+
+
+def test_study_preset_and_its_learning_rate_curve():
+    fused, baseline = study_preset(), study_preset("sa_segformer")
+    assert (fused.epochs, baseline.epochs) == (400, 200)
+    assert (fused.lr, fused.max_lr, fused.weight_decay, fused.div_factor) == (3e-4, 1e-3, 1e-4, 25.0)
+    assert (fused.warmup_fraction, fused.anneal, fused.select_by, fused.dice) == (0.1, "linear", "study_f1", "study")
+    assert (fused.crop_ratio, fused.rot90_p, fused.patience, fused.split) == ((0.9, 1.1), 0.5, 0, "random")
+    assert study_preset(epochs=3).epochs == 3
+    rates = np.array(lr_curve(study_preset(epochs=10), steps_per_epoch=10))
+    assert rates[0] == pytest.approx(1e-3 / 25) and rates.max() == pytest.approx(1e-3)
+    assert int(rates.argmax()) == 9  # peak after 10 % of the 100 steps
+    assert np.allclose(np.diff(rates[:10]), np.diff(rates[:10])[0])  # linear warm-up
+    assert np.allclose(np.diff(rates[10:]), np.diff(rates[10:])[0])  # linear annealing
+    ours = np.array(lr_curve(TrainConfig(epochs=10), steps_per_epoch=10))
+    assert ours[0] == pytest.approx(3e-4) and int(ours.argmax()) == 29
+    assert {d[0] for d in STUDY_DIFFERENCES} >= {"epochs", "best epoch", "Dice loss", "input scaling"}
+
+
+def test_training_with_the_study_preset(training_stack, tmp_path):
+    cfg = study_preset(
+        encoder="tiny", decoder_dim=32, tile_size=64, epochs=2, batch_size=4, chips_per_epoch=8, device="cpu"
+    )
+    result = train_from_stack(
+        *training_stack, str(tmp_path / "s.safetensors"), cfg, bands=("RED", "GREEN", "BLUE", "LST")
+    )
+    card = result.card
+    assert card.normalization.method == "study" and card.training["config"]["select_by"] == "study_f1"
+    assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics["val_study"])
+    best = max(result.history, key=lambda r: r["study_f1"])
+    assert card.training["best_epoch"] == best["epoch"] and len(result.history) == 2
