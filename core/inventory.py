@@ -34,6 +34,8 @@ MAX_PIXELS = 60_000_000
 ASPECT_SECTORS = ("N", "NE", "E", "SE", "S", "SW", "W", "NW")
 POSITIONS = ("ridge", "upper slope", "middle slope", "flat", "lower slope", "valley")
 DEFAULT_WATER_EDGES = (0.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+# The study's slope classes (its slumps concentrate at 3–7°); the last class is open-ended.
+STUDY_SLOPE_EDGES = (0.0, 3.0, 7.0, 15.0, 25.0)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,9 @@ class InventoryOptions:
 
     Attributes:
         elevation_bin: elevation class width (m).
-        slope_bin: slope class width (degrees).
+        slope_bin: slope class width (degrees), used when slope_edges is empty.
+        slope_edges: lower edges of the slope classes (degrees; the last class is open-ended); the study's
+            0, 3, 7, 15, 25° by default; empty for equal-width classes of slope_bin.
         water_edges: lower edges of the distance-to-water classes (m); the last class is open-ended.
         tpi_radius: neighbourhood radius of the topographic position index (m).
         flat_slope: slopes below this are 'flat' (no aspect; 'flat' slope position when TPI is near 0).
@@ -52,6 +56,7 @@ class InventoryOptions:
 
     elevation_bin: float = 100.0
     slope_bin: float = 2.0
+    slope_edges: tuple[float, ...] = STUDY_SLOPE_EDGES
     water_edges: tuple[float, ...] = DEFAULT_WATER_EDGES
     tpi_radius: float = 300.0
     flat_slope: float = 2.0
@@ -292,7 +297,9 @@ def inventory_statistics(
     slope = terrain.slope_degrees(dem, px, px)
     factors = [
         binned("elevation", dem, options.elevation_bin, "m"),
-        binned("slope", slope, options.slope_bin, "°"),
+        edged("slope", slope, options.slope_edges, "°")
+        if options.slope_edges
+        else binned("slope", slope, options.slope_bin, "°"),
         aspect_factor(dem, px, slope < options.flat_slope),
         position_factor(dem, px, slope, options.tpi_radius, options.flat_slope),
     ]

@@ -16,7 +16,13 @@ from qgis.core import (
 )
 
 from ..core.bands import describe_mapping
-from ..core.inventory import DEFAULT_WATER_EDGES, InventoryOptions, inventory_statistics, write_report
+from ..core.inventory import (
+    DEFAULT_WATER_EDGES,
+    STUDY_SLOPE_EDGES,
+    InventoryOptions,
+    inventory_statistics,
+    write_report,
+)
 from ..core.sources import read_band_mapping
 from .common import RtsAlgorithm, layer_path, run_core, write_table
 from .train import vector_path
@@ -46,7 +52,7 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
         return (
-            "Describes where the slumps of an inventory occur. For elevation (class width), slope (class width), "
+            "Describes where the slumps of an inventory occur. For elevation (class width), slope (class edges), "
             "aspect (8 sectors and flat), slope position (TPI classes: ridge, upper, middle, flat, lower, valley) "
             "and distance to water (class edges), it reports per class the number of slumps (each counted in the "
             "class holding most of its area), the slump area, the class's share of the slump area and of the "
@@ -55,7 +61,11 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
             "The study area is the DEM (or the area of interest); a geographic DEM is analysed in the UTM zone of "
             "its centre. Water comes from a water polygon layer or, without one, from the NDWI of an optical "
             "layer (green and NIR bands); with neither, distance to water is left out. The study reports slumps "
-            "at 4,700–4,800 m on 3–7° slopes near water."
+            "at 4,700–4,800 m on 3–7° slopes near water.<br>"
+            "<b>Slope classes</b>: by default the study's edges 0, 3, 7, 15, 25° (the last class open), so its "
+            "3–7° finding can be tested; change them freely, or clear them for equal-width classes of the "
+            "<i>slope class width</i>. Elevation classes are equal-width (100 m by default, our choice: narrow "
+            "enough to test the study's 4,700–4,800 m band)."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
@@ -91,6 +101,14 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 "SLOPE_BIN", "Slope class width (°)", QgsProcessingParameterNumber.Double, 2.0, False, 0.1, 45.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "SLOPE_EDGES",
+                "Slope class edges (°, comma-separated; the last class is open; empty: equal-width classes)",
+                ", ".join(f"{v:g}" for v in STUDY_SLOPE_EDGES),
+                optional=True,
             )
         )
         self.addParameter(
@@ -139,9 +157,11 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         water_layer = self.parameterAsVectorLayer(parameters, "WATER", context)
         optical_layer = self.parameterAsRasterLayer(parameters, "OPTICAL", context)
         aoi_layer = self.parameterAsVectorLayer(parameters, "AOI", context)
+        slope_edges = self.parameterAsString(parameters, "SLOPE_EDGES", context)
         options = InventoryOptions(
             elevation_bin=self.parameterAsDouble(parameters, "ELEVATION_BIN", context),
             slope_bin=self.parameterAsDouble(parameters, "SLOPE_BIN", context),
+            slope_edges=parse_numbers(edges, "Slope classes") if (edges := slope_edges.strip()) else (),
             water_edges=parse_numbers(self.parameterAsString(parameters, "WATER_EDGES", context), "Water classes"),
             tpi_radius=self.parameterAsDouble(parameters, "TPI_RADIUS", context),
             ndwi_threshold=self.parameterAsDouble(parameters, "NDWI_THRESHOLD", context),

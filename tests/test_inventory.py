@@ -53,7 +53,9 @@ def test_frequency_ratios_of_a_hand_made_layout(ramp, tmp_path):
     assert band["frequency_ratio"] == pytest.approx(2.9, abs=0.01)
     assert elev["4600–4700 m"]["frequency_ratio"] == 0 and elev["4800–4900 m"]["slumps"] == 0
     slope = rows_of(res, "slope")
-    assert slope["4–6 °"]["slumps"] == 4 and slope["4–6 °"]["frequency_ratio"] == pytest.approx(1.0)
+    # The study's slope classes by default: the ramp's 5° slope falls in its 3–7° class.
+    assert list(slope)[:2] == ["0–3 °", "3–7 °"] and slope["3–7 °"]["slumps"] == 4
+    assert slope["3–7 °"]["frequency_ratio"] == pytest.approx(1.0)
     aspect = rows_of(res, "aspect")
     assert aspect["W"]["slumps"] == 4 and aspect["W"]["frequency_ratio"] == pytest.approx(1.0)
     assert rows_of(res, "slope position")["middle slope"]["slumps"] == 4  # a plane: TPI 0, not flat
@@ -70,7 +72,8 @@ def test_frequency_ratios_of_a_hand_made_layout(ramp, tmp_path):
 
 def test_options_change_the_classes(ramp):
     dem, slumps, _ = ramp
-    res = inventory_statistics(slumps, dem, options=InventoryOptions(elevation_bin=50))
+    res = inventory_statistics(slumps, dem, options=InventoryOptions(elevation_bin=50, slope_edges=()))
+    assert rows_of(res, "slope")["4–6 °"]["slumps"] == 4  # equal-width classes when no edges are given
     elev = rows_of(res, "elevation")
     assert len(elev) == 6 and elev["4700–4750 m"]["slumps"] + elev["4750–4800 m"]["slumps"] == 4
     assert not rows_of(res, "distance to water")  # no water layer and no optical: left out
@@ -90,7 +93,12 @@ def test_geographic_dem_is_analysed_in_metres(sample_scene):
 
     from rts_fusion.core import terrain
 
-    res = inventory_statistics(sample_scene.slumps, sample_scene.dem, optical_path=sample_scene.optical)
+    res = inventory_statistics(
+        sample_scene.slumps,
+        sample_scene.dem,
+        optical_path=sample_scene.optical,
+        options=InventoryOptions(slope_edges=()),
+    )
     assert 20 <= res.pixel_size_m <= 35
     with rasterio.open(sample_scene.dem) as ds:
         z = ds.read(1, masked=True).astype(float).filled(np.nan)
@@ -103,3 +111,20 @@ def test_geographic_dem_is_analysed_in_metres(sample_scene):
     assert mean == pytest.approx(independent, abs=1.5)
     assert res.water_source.startswith("NDWI")
     assert sum(r["slumps"] for r in rows_of(res, "elevation").values()) == res.n_slumps > 0
+
+
+def test_slope_edges_are_a_parameter_of_the_algorithm(provider, ramp):
+    import processing
+    from qgis.core import QgsProcessingException, QgsProject
+
+    dem, slumps, _ = ramp
+    out = processing.run(
+        "rtsfusion:inventorystats", {"SLUMPS": slumps, "DEM": dem, "SLOPE_EDGES": "0, 4.5, 6", "OUTPUT": "memory:"}
+    )["OUTPUT"]
+    layer = QgsProject.instance().mapLayer(out) if isinstance(out, str) else out
+    rows = {f["class"]: f["slumps"] for f in layer.getFeatures() if f["factor"] == "slope"}
+    assert rows == {"0–4.5 °": 0, "4.5–6 °": 4, "≥ 6 °": 0}
+    with pytest.raises(QgsProcessingException, match="Slope classes"):
+        processing.run(
+            "rtsfusion:inventorystats", {"SLUMPS": slumps, "DEM": dem, "SLOPE_EDGES": "0, steep", "OUTPUT": "memory:"}
+        )
