@@ -7,6 +7,10 @@
 
 Held-out areas are scored by predicting them whole with the tiled engine's blending (models.importance) and
 comparing with the ground truth, pooled over pixels and averaged over chips holding a true or predicted slump.
+
+Score columns: precision/recall/f1/iou pooled over all pixels; "*_per_chip" averaged over chips (a chip with no
+slump and no prediction counts 1); "overall_accuracy" pooled; "f1_study" and "macro_f1_study" the study's
+per-chip convention (an empty chip counts 0; macro = mean of the slump and background F1, the paper's "F1").
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from ..core.errors import OperationCanceled, RtsFusionError
 from ..core.evaluation import per_chip_confusions
 from ..core.metrics import confusion, summarize
 from .card import ModelCard
-from .data import MANIFEST_FIXED, _resolve, load_manifest
+from .data import MANIFEST_FIXED, _resolve, blocked_split, load_manifest, load_scene, random_split
 from .device import resolve_device
 from .importance import predict_area, read_area
 from .package import load_package
@@ -37,6 +41,8 @@ from .registry import ARCHITECTURES
 from .train import TrainConfig, _Chips, evaluate, train_from_manifest, train_from_stack
 
 METRICS = ("precision", "recall", "f1", "iou")
+# Beside METRICS and their per-chip means: pooled overall accuracy and the study's per-chip convention.
+STUDY_COLUMNS = ("overall_accuracy", "f1_study", "macro_f1_study")
 ProgressFn = Callable[[float], None]
 
 
@@ -58,6 +64,10 @@ def _score_row(summary: dict) -> dict:
     for k in METRICS:
         row[k] = round(float(summary.get("pooled", {}).get(k, float("nan"))), 4)
         row[f"{k}_per_chip"] = round(float(summary.get("per_chip", {}).get(k, float("nan"))), 4)
+    study = summary.get("study", {})
+    row["overall_accuracy"] = round(float(summary.get("pooled", {}).get("overall_accuracy", float("nan"))), 4)
+    row["f1_study"] = round(float(study.get("f1", float("nan"))), 4)
+    row["macro_f1_study"] = round(float(study.get("macro_f1", float("nan"))), 4)
     return row
 
 
@@ -70,15 +80,32 @@ def evaluate_area(
     device: str = "auto",
     batch_size: int = 4,
     is_canceled: Callable[[], bool] = lambda: False,
+    keep: np.ndarray | None = None,
 ) -> dict:
-    """Pooled and per-chip scores of a model on an area (the stack or the AOI's box, AOI pixels only)."""
+    """Pooled and per-chip scores of a model on an area (the stack or the AOI's box, AOI pixels only).
+
+    `keep`, a boolean mask of the area, limits the scoring to its pixels (e.g. locations held out from training).
+    """
     x, valid, truth, _ = read_area(card, stack_path, truth_path, aoi_path, require_truth=False)
+    if keep is not None:
+        if keep.shape != valid.shape:
+            raise RtsFusionError(
+                f"'{os.path.basename(stack_path)}' is {valid.shape[1]} × {valid.shape[0]} px but the training "
+                f"stack {keep.shape[1]} × {keep.shape[0]} px: temporal transfer needs the years on one grid."
+            )
+        valid = valid & keep
     dev = resolve_device(device)
     prob = predict_area(model, card, x, valid, dev, batch_size, is_canceled)
     pred = (prob >= card.threshold) & valid
     pooled = summarize([confusion(pred, truth, valid)])
     chips = per_chip_confusions(pred, truth, valid, card.tile_size)
-    return {"pooled": pooled["pooled"], "per_chip": summarize(chips)["per_chip"] if chips else {}, "chips": len(chips)}
+    chip_summary = summarize(chips) if chips else {}
+    return {
+        "pooled": pooled["pooled"],
+        "per_chip": chip_summary.get("per_chip", {}),
+        "study": chip_summary.get("study", {}),
+        "chips": len(chips),
+    }
 
 
 @dataclass
@@ -154,7 +181,13 @@ def run_model_study(
                 "params": int(result.card.training["parameters"]),
                 "train_seconds": float(result.card.training["train_seconds"]),
                 "epochs": int(result.card.training["epochs_run"]),
-                **_score_row({"pooled": metrics.get("test", {}), "per_chip": metrics.get("test_per_chip", {})}),
+                **_score_row(
+                    {
+                        "pooled": metrics.get("test", {}),
+                        "per_chip": metrics.get("test_per_chip", {}),
+                        "study": metrics.get("test_study", {}),
+                    }
+                ),
             }
             rows.append(row)
             histories[f"{run.label} (seed {seed})"] = result.history
@@ -181,7 +214,7 @@ def summarize_rows(rows: list[dict]) -> list[dict]:
         s = {"model": label, "architecture": group[0]["architecture"], "bands": group[0]["bands"]}
         s["params"] = group[0]["params"]
         s["seeds"] = len(group)
-        for key in (*METRICS, *(f"{m}_per_chip" for m in METRICS), "train_seconds"):
+        for key in (*METRICS, *(f"{m}_per_chip" for m in METRICS), *STUDY_COLUMNS, "train_seconds"):
             values = [r[key] for r in group]
             s[key] = round(statistics.mean(values), 4)
             if key in ("f1", "iou"):
@@ -325,11 +358,49 @@ def _in_sample_f1(card: ModelCard) -> float:
 def _overall(rows: list[dict]) -> dict:
     """Mean over folds of each score (folds weigh equally)."""
     out = {"fold": "mean over folds", "train": "", "test": "", "chips": sum(r["chips"] for r in rows)}
-    keys = ["in_sample_f1", *METRICS, *(f"{m}_per_chip" for m in METRICS)]
+    keys = ["in_sample_f1", *METRICS, *(f"{m}_per_chip" for m in METRICS), *STUDY_COLUMNS]
     for k in keys:
         vals = [r[k] for r in rows if r.get(k) == r.get(k)]  # NaN-free
         out[k] = round(statistics.mean(vals), 4) if vals else float("nan")
     return out
+
+
+def held_out_locations(
+    stack_path: str, inventory_path: str, cfg: TrainConfig, bands: tuple[str, ...] | None = None
+) -> tuple[np.ndarray, int]:
+    """The pixels a training run on this stack never trains on: its validation and test chips less train chips.
+
+    The split is recomputed with the run's settings and seed (it is deterministic), so it is the run's own.
+
+    Returns:
+        (mask over the whole stack, number of held-out chips).
+
+    Raises:
+        RtsFusionError: no pixel is held out (a split that held out nothing).
+
+    """
+    scene = load_scene(stack_path, inventory_path, bands)
+    chip = cfg.tile_size
+    fractions = (cfg.val_fraction, cfg.test_fraction)
+    if cfg.split == "blocked":
+        split = blocked_split(scene, chip, cfg.block_size or 2 * chip, fractions, cfg.seed)
+    else:
+        split = random_split(scene, chip, fractions, cfg.seed)
+
+    def cover(names: tuple[str, ...]) -> np.ndarray:
+        m = np.zeros(scene.label.shape, bool)
+        for name in names:
+            for r, c in split.chips[name]:
+                m[r : r + chip, c : c + chip] = True
+        return m
+
+    mask = cover(("val", "test")) & ~cover(("train",)) & scene.valid
+    if not mask.any():
+        raise RtsFusionError(
+            "The training split holds out no location that no training chip covers, so the other years cannot "
+            "be scored on unseen ground; use the blocked split or a larger area."
+        )
+    return mask, len(split.chips["val"]) + len(split.chips["test"])
 
 
 def temporal_transfer(
@@ -343,16 +414,26 @@ def temporal_transfer(
     is_canceled: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TransferResult:
-    """Train on one year's (stack, inventory), test on other years' (label, stack, inventory) at the same places."""
+    """Train on one year's (stack, inventory), test on other years' (label, stack, inventory) at the same places.
+
+    As in the study, the other years are scored only at locations held out from training: the training run's
+    validation and test chips, less any pixel a training chip covers. The years' stacks must share one grid.
+    """
     progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
     out = os.path.join(_workdir(workdir, "rts_temporal_"), "temporal.safetensors")
+    held_out, n_held = held_out_locations(train[0], train[1], cfg, bands)
+    log(f"Other years are scored on {n_held} held-out chips ({int(held_out.sum()):,} px) only.")
     log(f"Training on {train_label}")
     result = train_from_stack(
         train[0], train[1], out, cfg, bands=bands, progress=lambda p: progress(0.8 * p), is_canceled=is_canceled
     )
     model, card = load_package(out)
     own = (
-        {"pooled": result.card.metrics.get("test", {}), "per_chip": result.card.metrics.get("test_per_chip", {})}
+        {
+            "pooled": result.card.metrics.get("test", {}),
+            "per_chip": result.card.metrics.get("test_per_chip", {}),
+            "study": result.card.metrics.get("test_study", {}),
+        }
         if _held_out_has_slumps(result.card)
         else {}  # no slump in the held-out split: scores of 1.0 on empty ground would mislead; NaN instead
     )
@@ -362,8 +443,10 @@ def temporal_transfer(
     for k, (label, stack, inventory) in enumerate(tests):
         if is_canceled():
             return TransferResult(rows, True)
-        scores = evaluate_area(model, card, stack, inventory, None, cfg.device)
-        rows.append(_fold_row(f"{train_label} → {label}", train_label, label, in_sample, scores, log))
+        scores = evaluate_area(model, card, stack, inventory, None, cfg.device, keep=held_out)
+        rows.append(
+            _fold_row(f"{train_label} → {label} (held-out locations)", train_label, label, in_sample, scores, log)
+        )
         progress(80 + 20 * (k + 1) / len(tests))
     return TransferResult(rows, False)
 
@@ -441,6 +524,27 @@ def _evaluate_manifest(model: torch.nn.Module, card: ModelCard, manifest: str, d
     return {**summary, "chips": len(chips.image)}
 
 
+def _location(row: dict) -> tuple[str, str]:
+    """A chip's place: (region, stem) as in the study's manifests; else the optical file's name."""
+    stem = row.get("stem") or Path(row.get("optical_path", "")).stem
+    return str(row.get("region", "")), str(stem)
+
+
+def held_out_keys(keys: Sequence[tuple[str, str]], seed: int, fraction: float = 0.2) -> set[tuple[str, str]]:
+    """The study's temporal split: per region, a seeded `fraction` of the shared locations (at least one)."""
+    rng = np.random.default_rng(seed)
+    by_region: dict[str, list[tuple[str, str]]] = {}
+    for key in keys:
+        by_region.setdefault(key[0], []).append(key)
+    held: set[tuple[str, str]] = set()
+    for region in sorted(by_region):
+        group = list(by_region[region])
+        rng.shuffle(group)
+        n_train = min(max(1, int(round(len(group) * (1 - fraction)))), len(group) - 1)
+        held.update(group[n_train:])
+    return held
+
+
 def manifest_transfer(
     manifest: str,
     column: str,
@@ -454,7 +558,9 @@ def manifest_transfer(
     """Transfer over a manifest column (the study's chip layout has "region" and "year" columns).
 
     Without train_value, each value is left out in turn (spatial transfer, e.g. column "region"); with it, the
-    model trains on that value's chips and is tested on every other value's (temporal, e.g. column "year").
+    model trains on that value's chips and is tested on every other value's (temporal, e.g. column "year"), as
+    the study did: only at locations (region and stem, as in its manifests; else the optical file's name) that
+    both years hold, 20 % of them per region held out from training and scored in every year.
 
     Raises:
         RtsFusionError: a missing column, fewer than two values, or an unknown train value.
@@ -471,11 +577,22 @@ def manifest_transfer(
         raise RtsFusionError(f"'{train_value}' is not a value of '{column}' ({', '.join(values)}).")
     workdir = _workdir(workdir, "rts_transfer_")
     folds = [(v, [t for t in values if t != v]) for v in values] if train_value is None else [(None, [train_value])]
+    held: set[tuple[str, str]] | None = None
+    if train_value is not None:
+        src = {_location(r) for r in rows if r[column] == train_value}
+        shared = sorted(src & {_location(r) for r in rows if r[column] != train_value})
+        if not shared:
+            raise RtsFusionError(
+                f"No location (region and stem) of {column} = {train_value} appears under another {column}; temporal "
+                "transfer scores the same places in another year."
+            )
+        held = held_out_keys(shared, cfg.seed)
+        log(f"{len(held)} of {len(shared)} shared locations held out from training and scored in every {column}.")
     out_rows: list[dict] = []
     for k, (held_out, train_values) in enumerate(folds):
         if is_canceled():
             return TransferResult(out_rows, True)
-        train_rows = [r for r in rows if r[column] in train_values]
+        train_rows = [r for r in rows if r[column] in train_values and (held is None or _location(r) not in held)]
         train_manifest = _write_manifest(os.path.join(workdir, f"train_{k}.csv"), train_rows, fields, None)
         package = os.path.join(workdir, f"fold_{k}.safetensors")
         log(f"[{k + 1}/{len(folds)}] train on {column} = {', '.join(train_values)}")
@@ -488,11 +605,11 @@ def manifest_transfer(
         tests = [held_out] if held_out is not None else [v for v in values if v != train_value]
         for v in tests:
             test_manifest = _write_manifest(
-                os.path.join(workdir, f"test_{k}_{len(out_rows)}.csv"), [r for r in rows if r[column] == v], fields,
-                "test",
+                os.path.join(workdir, f"test_{k}_{len(out_rows)}.csv"),
+                [r for r in rows if r[column] == v and (held is None or _location(r) in held)], fields, "test",
             )  # fmt: skip
             scores = _evaluate_manifest(model, card, test_manifest, cfg.device)
-            fold = f"held out: {v}" if held_out is not None else f"{train_value} → {v}"
+            fold = f"held out: {v}" if held_out is not None else f"{train_value} → {v} (held-out locations)"
             out_rows.append(_fold_row(fold, ", ".join(train_values), v, _in_sample_f1(result.card), scores, log))
     if train_value is None and out_rows:
         out_rows.append(_overall(out_rows))

@@ -53,7 +53,11 @@ class ModelStudyAlgorithm(RtsAlgorithm):
         return (
             "Trains every chosen architecture on every chosen band set with the same settings, the same "
             "spatially blocked split and the same seed(s), and scores each on the held-out test split: precision, "
-            "recall, F1 and IoU, pooled over pixels and averaged per chip (as the study reports them). Outputs "
+            "recall, F1 and IoU, pooled over pixels and averaged per chip, overall accuracy, and the study's own "
+            "per-chip convention. Columns: precision, recall, f1, iou pooled over all pixels; *_per_chip averaged "
+            "over chips (a chip with no slump and no prediction counts 1); overall_accuracy pooled; f1_study and "
+            "macro_f1_study in the study's per-chip convention (such a chip counts 0; macro = mean of slump and "
+            "background F1, the paper's F1 column). Outputs "
             "one table (a row per model and seed, with parameters and training time), and an HTML report with "
             "the models ranked by mean F1 and their learning curves. Cancel keeps the finished rows.<br><br>"
             "Data: a fused stack and a slump inventory, or a chip manifest (then the band set is the manifest's)."

@@ -37,8 +37,12 @@ class SpatialTransferAlgorithm(RtsAlgorithm):
             "Leave-one-region-out test of how a model transfers to unseen ground. Regions are the features of a "
             "polygon layer, grouped by a field when one is given. For each region in turn, a model is trained "
             "on the other regions (their own blocked split picks the best epoch) and tested on the held-out "
-            "region: precision, recall, F1 and IoU, pooled and averaged per chip, per fold and as the mean over "
-            "folds; in_sample_f1 is the score on the training regions' own test split, for comparison.<br>"
+            "region, per fold and as the mean over folds, with overall accuracy next to F1 as the study reports "
+            "it; in_sample_f1 is the score on the training regions' own test split, for comparison.<br>"
+            "Columns: precision, recall, f1, iou pooled over all pixels; *_per_chip averaged over chips (a chip with "
+            "no slump and no prediction counts 1); overall_accuracy pooled; f1_study and macro_f1_study in the "
+            "study's per-chip convention (such a chip counts 0; macro = mean of slump and background F1, the "
+            "paper's F1 column).<br>"
             "With a chip manifest (the study's layout), regions are the values of its region column."
         )
 

@@ -36,10 +36,18 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
         return (
             "Trains a model on one year's fused stack and inventory and tests it on other years' stacks and "
             "inventories of the same places (pair them in the same order; labels default to the layer names). "
-            "Reports precision, recall, F1 and IoU, pooled and per chip, for the training year's own held-out "
-            "test split and for each other year. The study found its model held up in other years (overall "
-            "accuracy above 0.90).<br>With a chip manifest (the study's layout), give its year column and the "
-            "training year: the model trains on that year's chips and is tested on every other year's."
+            "As in the study, the other years are scored only at locations held out from training (the training "
+            "run's validation and test chips, less any pixel a training chip covers; the years' stacks must share "
+            "one grid), so the score is not flattered by ground the model was trained on. Rows: the training "
+            "year's own held-out test split, then each other year at the held-out locations.<br>"
+            "Columns: precision, recall, f1, iou pooled over all pixels; *_per_chip averaged over chips (a chip with "
+            "no slump and no prediction counts 1); overall_accuracy pooled; f1_study and macro_f1_study in the "
+            "study's per-chip convention (such a chip counts 0; macro = mean of slump and background F1, the "
+            "paper's F1 column).<br>"
+            "The study reported overall accuracy above 0.90 in other years.<br>With a chip manifest (the study's "
+            "layout), give its year column and the training year: as the study's script does, 20 % of the "
+            "locations (region and stem) both years hold are held out per region, the model trains on the "
+            "training year's other chips and is scored at the held-out locations of every other year."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name

@@ -121,8 +121,14 @@ def test_temporal_transfer_between_years(tmp_path):
     res = temporal_transfer(
         years[2019][:2], [("2024", *years[2024][:2])], cfg, bands=PAPER, workdir=str(tmp_path), train_label="2019"
     )
-    assert [r["fold"] for r in res.rows] == ["2019 (held-out test split)", "2019 → 2024"]
+    assert [r["fold"] for r in res.rows] == ["2019 (held-out test split)", "2019 → 2024 (held-out locations)"]
     assert all(finite_scores(r) for r in res.rows) and res.rows[1]["chips"] > 0
+    assert all(0 <= r["overall_accuracy"] <= 1 for r in res.rows)
+    # 2024 is scored only where 2019's training never looked: a fraction of the scene, no training chip.
+    from rts_fusion.models.study import held_out_locations
+
+    mask, n = held_out_locations(*years[2019][:2], cfg, PAPER)
+    assert 0 < mask.mean() < 0.6 and n > 0
 
 
 @pytest.fixture(scope="module")
@@ -140,13 +146,13 @@ def chip_manifest(tmp_path_factory):
         data = load_scene(fuse(scene, tmp_path / f"stack_{year}.tif"), scene.slumps, PAPER)
         for r in range(0, 384, chip):
             for c in range(0, 384, chip):
-                stem = f"{year}_{r}_{c}"
+                stem = f"r{r}_c{c}"  # a place: the same stem in both years, as in the study's manifests
                 img = data.image[:, r : r + chip, c : c + chip]
                 row = {"year": year, "region": "west" if c < 192 else "east", "stem": stem}
                 mask = data.label[r : r + chip, c : c + chip][None]
                 layers = [("optical_path", img[[0, 1, 2]]), ("mask_path", mask)]
                 for name, arr in layers + [(f, img[PAPER.index(f)][None]) for f in factors]:
-                    path = tmp_path / f"{name}_{stem}.tif"
+                    path = tmp_path / f"{name}_{year}_{stem}.tif"
                     with rasterio.open(path, "w", driver="GTiff", width=chip, height=chip, count=arr.shape[0],
                                        dtype=arr.dtype.name) as dst:  # fmt: skip
                         dst.write(arr)
@@ -168,7 +174,9 @@ def test_manifest_transfer_by_region_and_by_year(chip_manifest, tmp_path):
     assert [r["fold"] for r in spatial.rows] == ["held out: west", "held out: east", "mean over folds"]
     assert [r["chips"] for r in spatial.rows[:2]] == [36, 36] and all(finite_scores(r) for r in spatial.rows)
     temporal = manifest_transfer(chip_manifest, "year", QUICK, train_value="2019", workdir=str(tmp_path / "t"))
-    assert [r["fold"] for r in temporal.rows] == ["2019 → 2024"] and temporal.rows[0]["chips"] == 36
+    # Scored only at the 20 % of shared places held out per region (4 of 18 in each half), as the study did.
+    assert [r["fold"] for r in temporal.rows] == ["2019 → 2024 (held-out locations)"] and temporal.rows[0]["chips"] == 8
+    assert all(0 <= r[k] <= 1 for r in spatial.rows for k in ("overall_accuracy", "f1_study", "macro_f1_study"))
     with pytest.raises(RtsFusionError, match="no column 'site'"):
         manifest_transfer(chip_manifest, "site", QUICK)
 
@@ -185,7 +193,8 @@ def test_transfer_algorithms_take_a_manifest(provider, chip_manifest):
     spatial = processing.run("rtsfusion:spatialtransfer", {"MANIFEST": chip_manifest, **quick})
     assert [r[0] for r in rows(spatial["OUTPUT"])] == ["held out: west", "held out: east", "mean over folds"]
     temporal = processing.run("rtsfusion:temporaltransfer", {"MANIFEST": chip_manifest, "TRAIN_VALUE": "2019", **quick})
-    assert [r[0] for r in rows(temporal["OUTPUT"])] == ["2019 → 2024"] and 0 <= temporal["MEAN_TRANSFER_F1"] <= 1
+    assert [r[0] for r in rows(temporal["OUTPUT"])] == ["2019 → 2024 (held-out locations)"]
+    assert 0 <= temporal["MEAN_TRANSFER_F1"] <= 1
 
 
 def test_a_model_that_cannot_take_the_bands_is_explained(training_stack, tmp_path):
