@@ -84,6 +84,27 @@ STUDY_TWELVE = (
     "sa_convnext",
     "ca_convnext",
 )
+# How a model differs from the study's build of it (reported by the model study); others are built as the study.
+STUDY_DIFFERENCES = {
+    "unet_resnet34": "decoder ours (smp's U-Net decoder in the study); full-resolution input skip",
+    "unetpp_resnet34": "decoder ours (smp's U-Net++ in the study); full-resolution input skip",
+    "deeplabv3plus_resnet34": "output stride 16 as the study; plain instead of separable decoder convolutions",
+    "fcn_resnet50": "output stride 8 as the study (torchvision); no auxiliary head",
+    "unet_convnext": "transformers ConvNeXt-T (timm in the study); decoder ours",
+    "unet_swin": "all four Swin-T stages as the study; transformers Swin (timm in the study); decoder ours",
+    "segformer": "the original all-MLP SegFormer head: not the study's SegFormer (that is segformer_study)",
+    "fusion_sa_segformer_ds": "ours, not in the study",
+    "cnn3": "as the study (3 conv layers 32-64-64 at the standard size)",
+    "sa_convnext": "transformers ConvNeXt-T stages 1–3 (timm in the study); the study's attention decoder",
+    "ca_convnext": "transformers ConvNeXt-T stages 1–3 (timm in the study); the study's attention decoder",
+}
+
+
+def differs_from_study(architecture: str) -> str:
+    """How the model differs from the study's build, in a few words ("as the study" when it does not)."""
+    return STUDY_DIFFERENCES.get(architecture, "as the study")
+
+
 MIT_BASED = (
     "segformer",
     "segformer_study",

@@ -37,7 +37,7 @@ from .data import MANIFEST_FIXED, _resolve, blocked_split, load_manifest, load_s
 from .device import resolve_device
 from .importance import predict_area, read_area
 from .package import load_package
-from .registry import ARCHITECTURES
+from .registry import ARCHITECTURES, differs_from_study
 from .train import TrainConfig, _Chips, evaluate, train_from_manifest, train_from_stack
 
 METRICS = ("precision", "recall", "f1", "iou")
@@ -177,6 +177,7 @@ def run_model_study(
                 "model": run.label,
                 "architecture": run.architecture,
                 "bands": len(result.card.bands),
+                "vs_study": differs_from_study(run.architecture),
                 "seed": seed,
                 "params": int(result.card.training["parameters"]),
                 "train_seconds": float(result.card.training["train_seconds"]),
@@ -212,6 +213,7 @@ def summarize_rows(rows: list[dict]) -> list[dict]:
     for label in dict.fromkeys(r["model"] for r in rows):
         group = [r for r in rows if r["model"] == label]
         s = {"model": label, "architecture": group[0]["architecture"], "bands": group[0]["bands"]}
+        s["vs_study"] = differs_from_study(s["architecture"])
         s["params"] = group[0]["params"]
         s["seeds"] = len(group)
         for key in (*METRICS, *(f"{m}_per_chip" for m in METRICS), *STUDY_COLUMNS, "train_seconds"):

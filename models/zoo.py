@@ -5,9 +5,14 @@ download); decoders are plain torch. Every model maps (B, C, H, W) to logits (B,
 of 32. Sizes: "standard" is the size the study names (ResNet-34 / ResNet-50 / ConvNeXt-T / Swin-T), "tiny" a
 narrow, shallow version for tests and quick experiments.
 
-Differences from the reference implementations, for the record: the encoders are not dilated (output stride
-32), so DeepLabV3+ runs its ASPP on the 1/32 features and FCN upsamples from 1/32 (FCN-32s); U-Net decoders
-take the 1/4 … 1/32 encoder stages and a full-resolution convolution of the input as the finest skip.
+As the study built them (its baselines.py: torchvision and segmentation-models-pytorch): FCN-ResNet-50 is
+dilated to output stride 8 (stages 3 and 4 at rates 2 and 4, as torchvision's fcn_resnet50); DeepLabV3+ runs
+at output stride 16 (stage 4 at rate 2, ASPP rates 12, 24, 36, as smp's default); the Swin-T U-Net takes the
+outputs of all four Swin stages (1/4 … 1/32, before each patch merging, as timm's features). Differences that
+remain (models.registry.STUDY_DIFFERENCES): the encoders are transformers' (random weights; the study's RGB
+baselines could start from ImageNet weights); U-Net/U-Net++ decoders are ours and take a full-resolution
+convolution of the input as the finest skip; DeepLabV3+'s decoder uses plain, not depth-wise separable,
+convolutions; FCN's head is torchvision's without its auxiliary classifier.
 """
 
 from __future__ import annotations
@@ -67,13 +72,33 @@ def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class ResNetEncoder(nn.Module):
     """transformers ResNet (basic blocks: ResNet-34 layout; bottleneck: ResNet-50 layout)."""
 
-    def __init__(self, in_channels: int, kind: str, size: str) -> None:
+    def __init__(self, in_channels: int, kind: str, size: str, dilations: tuple[int, int] = (1, 1)) -> None:
         super().__init__()
         from transformers import ResNetConfig, ResNetModel
 
         spec = RESNET[kind]
         self.model = ResNetModel(ResNetConfig(num_channels=in_channels, layer_type=spec["layer_type"], **spec[size]))
         self.dims = list(spec[size]["hidden_sizes"])
+        self._dilate(dilations)
+
+    def _dilate(self, dilations: tuple[int, int]) -> None:
+        """Trade the strides of stages 3 and 4 for dilation (torchvision's replace_stride_with_dilation).
+
+        (1, 1): output stride 32; (1, 2): 16; (2, 4): 8. As in torchvision, a stage's first block keeps the
+        previous stage's dilation and the others take the new one.
+        """
+        previous = 1
+        for stage, rate in zip(self.model.encoder.stages[2:], dilations):
+            if rate == 1:
+                continue
+            for b, layer in enumerate(stage.layers):
+                d = previous if b == 0 else rate
+                for m in layer.modules():
+                    if isinstance(m, nn.Conv2d):
+                        m.stride = (1, 1)
+                        if m.kernel_size == (3, 3):
+                            m.dilation, m.padding = (d, d), (d, d)
+            previous = rate
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.model(x, output_hidden_states=True).hidden_states[1:])
@@ -105,18 +130,17 @@ class SwinEncoder(nn.Module):
         spec = SWIN[size]
         self.min_side = 32 * spec["window_size"]
         self.model = SwinModel(SwinConfig(num_channels=in_channels, image_size=self.min_side, **spec))
-        # Stages 1–3 with their patch merging give 1/8 … 1/32; the fourth stage's blocks and the pooled-output
-        # norm would not reach the output.
-        self.model.encoder.layers = self.model.encoder.layers[:3]
-        self.model.layernorm = nn.Identity()
+        self.model.layernorm = nn.Identity()  # the pooled-output norm: no part of a dense head
         self.model.pooler = None
         self.dims = [spec["embed_dim"] * 2**i for i in range(4)]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        # reshaped_hidden_states: the patch embeddings (1/4, d), then each stage's output after its patch
-        # merging (1/8 2d, 1/16 4d, 1/32 8d).
-        states = self.model(x, output_hidden_states=True).reshaped_hidden_states
-        return [states[0], states[1], states[2], states[3]]
+        # Each of the four stages' outputs before its patch merging: 1/4 d, 1/8 2d, 1/16 4d, 1/32 8d.
+        emb, dims = self.model.embeddings(x)
+        out = self.model.encoder(
+            emb, dims, output_hidden_states=True, output_hidden_states_before_downsampling=True, return_dict=True
+        )
+        return list(out.reshaped_hidden_states[1:5])
 
 
 # ----- decoders and models ------------------------------------------------------------------------------------
@@ -187,7 +211,7 @@ class UNetPlusPlus(nn.Module):
 class ASPP(nn.Module):
     """Atrous spatial pyramid pooling: 1×1, three dilated 3×3 and image pooling branches."""
 
-    def __init__(self, cin: int, cout: int, rates: tuple[int, ...] = (6, 12, 18)) -> None:
+    def __init__(self, cin: int, cout: int, rates: tuple[int, ...] = (12, 24, 36)) -> None:
         super().__init__()
 
         def branch(k: int, r: int) -> nn.Sequential:
@@ -209,7 +233,7 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3Plus(nn.Module):
-    """DeepLabV3+: ASPP on the deepest features, fused with reduced 1/4 low-level features, upsampled ×4."""
+    """DeepLabV3+ at output stride 16: ASPP on the dilated deepest stage + reduced 1/4 features, upsampled ×4."""
 
     def __init__(self, cfg: ModelConfig, encoder: nn.Module) -> None:
         super().__init__()
@@ -229,7 +253,7 @@ class DeepLabV3Plus(nn.Module):
 
 
 class FCN(nn.Module):
-    """FCN head (3×3 conv to a quarter of the width, BN, ReLU, dropout, 1×1) on the deepest stage, upsampled."""
+    """FCN head (3×3 conv to width/4, BN, ReLU, dropout, 1×1) on the deepest stage (1/8 when dilated), upsampled."""
 
     def __init__(self, cfg: ModelConfig, encoder: nn.Module) -> None:
         super().__init__()
@@ -299,12 +323,12 @@ def build_unetpp_resnet34(cfg: ModelConfig) -> nn.Module:
 
 def build_deeplabv3plus_resnet34(cfg: ModelConfig) -> nn.Module:
     """Build deeplabv3plus_resnet34 from its config."""
-    return DeepLabV3Plus(cfg, ResNetEncoder(cfg.in_channels, "resnet34", _size(cfg)))
+    return DeepLabV3Plus(cfg, ResNetEncoder(cfg.in_channels, "resnet34", _size(cfg), dilations=(1, 2)))
 
 
 def build_fcn_resnet50(cfg: ModelConfig) -> nn.Module:
     """Build fcn_resnet50 from its config."""
-    return FCN(cfg, ResNetEncoder(cfg.in_channels, "resnet50", _size(cfg)))
+    return FCN(cfg, ResNetEncoder(cfg.in_channels, "resnet50", _size(cfg), dilations=(2, 4)))
 
 
 def build_unet_convnext(cfg: ModelConfig) -> nn.Module:

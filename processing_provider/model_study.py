@@ -20,7 +20,7 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
 )
 
-from ..models.registry import ARCHITECTURES
+from ..models.registry import ARCHITECTURES, differs_from_study
 from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core, write_table
 from .experiment_params import ARCHITECTURE_IDS, BAND_SETS, add_budget_parameters, band_set, read_budget
 from .train import vector_path
@@ -49,7 +49,7 @@ class ModelStudyAlgorithm(RtsAlgorithm):
         return "Compare models"
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
-        names = "".join(f"<li>{ARCHITECTURES[a][0]}</li>" for a in ARCHITECTURE_IDS)
+        names = "".join(f"<li>{ARCHITECTURES[a][0]}: {differs_from_study(a)}</li>" for a in ARCHITECTURE_IDS)
         return (
             "Trains every chosen architecture on every chosen band set with the same settings, the same "
             "spatially blocked split and the same seed(s), and scores each on the held-out test split: precision, "
@@ -62,7 +62,8 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             "the models ranked by mean F1 and their learning curves. Cancel keeps the finished rows.<br><br>"
             "Data: a fused stack and a slump inventory, or a chip manifest (then the band set is the manifest's)."
             "<br>Encoder size: <i>tiny</i> (narrow and shallow; quick, CPU-friendly) or <i>standard</i> (the sizes "
-            f"the study names; MiT-b0 for the SegFormer family).<br>Architectures:<ul>{names}</ul>"
+            f"the study names; MiT-b0 for the SegFormer family).<br>Architectures, and how each differs from the "
+            f"study's build of it (the table's vs_study column says the same):<ul>{names}</ul>"
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name

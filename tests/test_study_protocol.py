@@ -104,3 +104,25 @@ def test_training_with_the_study_preset(training_stack, tmp_path):
     assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics["val_study"])
     best = max(result.history, key=lambda r: r["study_f1"])
     assert card.training["best_epoch"] == best["epoch"] and len(result.history) == 2
+
+
+def test_comparison_models_are_built_as_the_study_built_them():
+    from rts_fusion.models.config import ModelConfig
+    from rts_fusion.models.registry import ARCHITECTURES, STUDY_TWELVE, build_model, differs_from_study
+
+    x = torch.randn(1, 3, 64, 64)
+
+    def strides(arch):
+        model = build_model(ModelConfig(arch, 3, encoder="tiny")).eval()
+        with torch.no_grad():
+            return [64 // f.shape[-1] for f in model.encoder(x)]
+
+    assert strides("fcn_resnet50") == [4, 8, 8, 8]  # dilated to output stride 8 (torchvision's FCN)
+    assert strides("deeplabv3plus_resnet34") == [4, 8, 16, 16]  # output stride 16 (smp's default)
+    assert strides("unet_swin") == [4, 8, 16, 32]  # all four Swin stages
+    # The study's "SegFormer" is its decoder without attention; the all-MLP SegFormer keeps its own name.
+    assert "segformer_study" in STUDY_TWELVE and "segformer" not in STUDY_TWELVE
+    plain = build_model(ModelConfig("segformer_study", 3, encoder="tiny", decoder_dim=16))
+    assert plain.decoder.attention_kind == "none" and not hasattr(plain.decoder, "attention")
+    assert ARCHITECTURES["segformer"][0].startswith("SegFormer-MLP")
+    assert "not the study's" in differs_from_study("segformer") and differs_from_study("sa_segformer") == "as the study"
