@@ -239,13 +239,19 @@ class ChipSet:
     bands: tuple[str, ...]
     groups: tuple[str, ...]
     pixel_size: float
+    rgb_8bit: bool = False
 
 
+# Split names as the authors' code accepts them (their train.split_from_manifest_column).
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "test": "test", "testing": "test"}  # fmt: skip
 MANIFEST_FIXED = {"year", "region", "stem", "optical_path", "mask_path", "split"}
 
 
 def _resolve(path: str, base: Path) -> str:
     """A manifest path: absolute, or relative to the manifest's folder or one of its parents."""
+    if not path.strip():
+        raise RtsFusionError("A manifest row has an empty file path; every chip needs all its files.")
     if os.path.isabs(path):
         return path
     for folder in (base, *base.parents):
@@ -277,9 +283,14 @@ def load_manifest(manifest: str, seed: int = 0, fractions: tuple[float, float] =
     if unknown:
         raise RtsFusionError(f"Manifest columns {unknown} are not known feature names.")
     bands = ("RED", "GREEN", "BLUE", *(f.upper() for f in factors))
-    images, labels, splits, pixel = [], [], [], None
+    images, labels, splits, pixel, eight_bit = [], [], [], None, True
     for row in rows:
+        empty = [c for c in ("optical_path", "mask_path", *factors) if not (row.get(c) or "").strip()]
+        if empty:
+            where = f"{row.get('region', '')} {row.get('stem', '')}".strip() or row.get("optical_path", "")
+            raise RtsFusionError(f"The manifest row '{where}' has no file for {', '.join(empty)}.")
         with rasterio.open(_resolve(row["optical_path"], base)) as ds:
+            eight_bit = eight_bit and ds.dtypes[0] == "uint8"
             rgb = ds.read([1, 2, 3], masked=True).astype(np.float32).filled(np.nan)
             pixel = pixel or abs(ds.transform.a) or 1.0
             shape = rgb.shape[1:]
@@ -292,7 +303,12 @@ def load_manifest(manifest: str, seed: int = 0, fractions: tuple[float, float] =
             mask = (ds.read(1, out_shape=shape) > 0).astype(np.uint8)
         images.append(np.concatenate(layers))
         labels.append(mask)
-        splits.append(row.get("split", "").strip().lower())
+        raw = (row.get("split") or "").strip().lower()
+        if raw and raw not in SPLIT_ALIASES:
+            raise RtsFusionError(f"The manifest's split column has the value '{raw}'; use train, val or test.")
+        splits.append(SPLIT_ALIASES.get(raw, ""))
+    if any(splits) and not all(splits):
+        raise RtsFusionError(f"{splits.count('')} manifest rows have no split while the others have one.")
     if not all(s in SPLITS for s in splits):
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(rows))
@@ -306,7 +322,7 @@ def load_manifest(manifest: str, seed: int = 0, fractions: tuple[float, float] =
     if len(shapes) != 1:
         raise RtsFusionError(f"Manifest chips differ in size: {sorted(shapes)}.")
     groups = tuple(FEATURES[b].group for b in bands)
-    return ChipSet(np.stack(images), np.stack(labels), splits, bands, groups, float(pixel))
+    return ChipSet(np.stack(images), np.stack(labels), splits, bands, groups, float(pixel), eight_bit)
 
 
 def chip_at(scene: Scene, r: int, c: int, chip: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -567,7 +567,8 @@ def train_from_manifest(
     norm = (
         Normalization(cfg.normalization, mean, std)
         if cfg.normalization == "standardize"
-        else Normalization(cfg.normalization)
+        # 8-bit optical chips are divided by 255 as the study's loader does; others scaled per chip
+        else Normalization(cfg.normalization, rgb_divisor=255.0 if chips.rgb_8bit else 0.0)
     )
     weights = np.where(train.label.reshape(len(train.label), -1).any(axis=1), 2.0, 1.0)
     weights /= weights.sum()

@@ -126,3 +126,83 @@ def test_comparison_models_are_built_as_the_study_built_them():
     assert plain.decoder.attention_kind == "none" and not hasattr(plain.decoder, "attention")
     assert ARCHITECTURES["segformer"][0].startswith("SegFormer-MLP")
     assert "not the study's" in differs_from_study("segformer") and differs_from_study("sa_segformer") == "as the study"
+
+
+STUDY_FACTORS = ("DEM", "EVI", "FTI", "LST", "NBR", "NDMI", "NDVI", "TCB", "TCG", "TCW")
+REGIONS = ("中1区域数据集", "北2区域数据集", "北3区域数据集")
+
+
+def write_zenodo_layout(root, year="2023", chip=64, per_region=4):
+    """A tiny dataset exactly as the authors' Zenodo archive lays it out, with their split manifest."""
+    import csv
+
+    import rasterio
+
+    rng = np.random.default_rng(3)
+    rows, splits = [], ["train", "train", "val", "test"]
+    for region in REGIONS:
+        for k in range(per_region):
+            stem = str(151 + 7 * k)
+            name = f"{int(stem):012d}.tif"  # their files: 000000000151.tif, stem column 151
+            mask = np.zeros((chip, chip), np.uint8)
+            if k % 2 == 0:
+                mask[10:30, 20:40] = 255
+            rgb = rng.integers(0, 256, (3, chip, chip), dtype=np.uint8)
+            rgb[:, mask > 0] //= 3  # slumps darker: something to learn
+            files = {
+                "optical_path": (f"data/{year}/factors/光学遥感/{region}/images/{name}", rgb),
+                "mask_path": (f"data/{year}/factors/光学遥感/{region}/labels/{name}", mask[None]),
+            }
+            for f in STUDY_FACTORS:
+                arr = rng.normal(100, 10, (1, chip, chip)).astype(np.float32) + (mask > 0) * 20.0
+                files[f] = (f"data/{year}/factors/{f}/{region}/images/{name}", arr)
+            row = {"year": year, "region": region, "stem": stem}
+            for col, (rel, arr) in files.items():
+                path = root / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with rasterio.open(path, "w", driver="GTiff", width=chip, height=chip, count=arr.shape[0],
+                                   dtype=arr.dtype.name) as dst:  # fmt: skip
+                    dst.write(arr)
+                row[col] = rel
+            row["split"] = splits[k]
+            rows.append(row)
+    manifest = root / "data" / "manifests" / "manifest_2023_split_837_179_179.csv"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["year", "region", "stem", "optical_path", "mask_path", *STUDY_FACTORS, "split"]
+    with open(manifest, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def test_the_authors_zenodo_layout_trains_and_evaluates_as_it_is(tmp_path):
+    from rts_fusion.core.errors import RtsFusionError
+    from rts_fusion.core.features import PAPER
+    from rts_fusion.models.data import load_manifest
+    from rts_fusion.models.train import train_from_manifest
+
+    manifest = write_zenodo_layout(tmp_path)
+    chips = load_manifest(str(manifest))
+    assert chips.bands == PAPER and chips.rgb_8bit and chips.image.shape == (12, 13, 64, 64)
+    assert [chips.split.count(s) for s in ("train", "val", "test")] == [6, 3, 3]  # their split file, as it is
+    cfg = study_preset(encoder="tiny", decoder_dim=16, epochs=1, batch_size=4, chips_per_epoch=8, device="cpu")
+    result = train_from_manifest(str(manifest), str(tmp_path / "zenodo.safetensors"), cfg)
+    card = result.card
+    assert card.bands == PAPER and card.tile_size == 64 and card.training["split"]["chips"] == {
+        "train": 6, "val": 3, "test": 3
+    }  # fmt: skip
+    assert card.normalization.method == "study" and card.normalization.rgb_divisor == 255.0  # 8-bit RGB: / 255
+    assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics["test_study"])
+
+    # Their split spellings are accepted; an unknown one or a missing file is named, never guessed.
+    text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(text.replace(",val\n", ",validation\n"), encoding="utf-8")
+    assert load_manifest(str(manifest)).split.count("val") == 3
+    manifest.write_text(text.replace(",test\n", ",holdout\n"), encoding="utf-8")
+    with pytest.raises(RtsFusionError, match="'holdout'"):
+        load_manifest(str(manifest))
+    first_dem = text.split("\n")[1].split(",")[5]
+    manifest.write_text(text.replace(first_dem, "", 1), encoding="utf-8")
+    with pytest.raises(RtsFusionError, match="中1区域数据集 151.*DEM"):
+        load_manifest(str(manifest))
