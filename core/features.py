@@ -359,12 +359,16 @@ def unmet_needs(features: Sequence[str], available: Available) -> list[UnmetNeed
     tc = tuple(f for f in known if f in ("TCB", "TCG", "TCW"))
     if tc and available.sensor not in spectral.TASSELED_CAP:
         names = ", ".join(spectral.SENSORS[k] for k in spectral.TASSELED_CAP)
+        which = (
+            "the optical layer's band names and metadata do not tell which: choose it in the sensor parameter"
+            if available.sensor == "auto"
+            else f"not '{spectral.SENSORS.get(available.sensor, available.sensor)}'"
+        )
         out.append(
             UnmetNeed(
                 "sensor",
                 tc,
-                f"{', '.join(tc)} {_verb(tc)} a sensor with published Tasseled Cap coefficients ({names}), "
-                f"not '{spectral.SENSORS.get(available.sensor, available.sensor)}'",
+                f"{', '.join(tc)} {_verb(tc)} a sensor with published Tasseled Cap coefficients ({names}); {which}",
             )
         )
     return out

@@ -154,7 +154,8 @@ class Sources:
         needs = required_inputs(features)
         self.needs = needs
         mapping = resolve_band_mapping(self.optical, inputs.bands)
-        sensor = inputs.bands.sensor if inputs.bands.sensor not in ("auto",) else (mapping.sensor or "other")
+        # "auto" stays "auto" when the file does not tell: Tasseled Cap is then refused asking for the sensor.
+        sensor = inputs.bands.sensor if inputs.bands.sensor != "auto" else (mapping.sensor or "auto")
         self.sensor = sensor
         self.mapping = mapping
         count = self.optical.count

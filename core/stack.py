@@ -247,7 +247,9 @@ def build_fused_stack(
                     done += 1
                     progress(100.0 * done / steps)
                 warnings = quality.warnings()
-                _write_metadata(dst, features, src.labelled(), terrain_radius_m, src.sensor, warnings)
+                _write_metadata(
+                    dst, features, src.labelled(), terrain_radius_m, src.sensor.replace("auto", "unknown"), warnings
+                )
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(output)

@@ -207,3 +207,12 @@ def test_encoder_weights_are_loaded_and_extra_bands_adapted(tmp_path):
     save_file({"x": torch.zeros(1)}, empty)
     with pytest.raises(ValueError, match="no MiT encoder weights"):
         load_encoder_weights(fused, empty)
+
+
+def test_card_states_the_inputs_its_bands_need():
+    paper = card_for(tiny("segformer", 13), PAPER)
+    assert "Inputs needed: optical bands BLUE, GREEN, RED, NIR, SWIR1, SWIR2; a thermal layer; a DEM;" in format_card(
+        paper
+    )
+    rgb = card_for(tiny("segformer", 3), ("RED", "GREEN", "BLUE"))
+    assert rgb.needed_inputs() == ["optical bands BLUE, GREEN, RED"]

@@ -469,3 +469,17 @@ def test_partial_inputs_are_reported_with_their_valid_share(sample_scene, tmp_pa
     )
     share = next(line for line in lines if line.startswith("Valid share of the grid per input"))
     assert "optical" in share and "%" in share  # the rotated footprint leaves nodata corners
+
+
+def test_tasseled_cap_asks_for_the_sensor_when_the_file_does_not_tell(sample_scene, tmp_path):
+    named = _copy(
+        sample_scene.optical, tmp_path / "n.tif", descriptions=["Blue", "Green", "Red", "NIR", "SWIR1", "SWIR2"]
+    )
+    with pytest.raises(FeatureError, match="do not tell which: choose it in the sensor parameter"):
+        build_fused_stack(_inputs(sample_scene, optical=named), ("TCB",), str(tmp_path / "t.tif"))
+    lines: list[str] = []
+    bands = OpticalBands(sensor="landsat8", scale=1e-4)
+    build_fused_stack(
+        _inputs(sample_scene, optical=named, bands=bands), ("TCB",), str(tmp_path / "t.tif"), log=lines.append
+    )
+    assert "Tasseled Cap coefficients of sensor: landsat8." in lines
