@@ -159,7 +159,7 @@ class Sources:
         self.sensor = sensor
         self.mapping = mapping
         count = self.optical.count
-        bad = {k: b for k, b in mapping.bands.items() if not 1 <= b <= count}
+        bad = {k: b for k, b in mapping.bands.items() if k in needs and not 1 <= b <= count}
         if bad:
             k, b = next(iter(bad.items()))
             raise FeatureError(f"The {k.upper()} band is set to band {b}, but the optical layer has {count} band(s).")
