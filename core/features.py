@@ -382,8 +382,17 @@ def fitting_preset(available: Available) -> str | None:
     return None
 
 
-def describe_unmet(unmet: Sequence[UnmetNeed], available: Available | None = None) -> str:
-    """All unmet needs in one message, with the preset that fits what was given."""
+def describe_unmet(
+    unmet: Sequence[UnmetNeed], available: Available | None = None, subject: str = "The requested features (bands)"
+) -> str:
+    """All unmet needs in one message, with the preset that fits what was given.
+
+    Args:
+        unmet: the unmet needs.
+        available: what was given (for the fitting preset), or None.
+        subject: what needs the inputs, e.g. "This model's bands".
+
+    """
     # One clause per missing layer, and one for all optical bands that are not mapped.
     bands = [u for u in unmet if u.need in OPTICAL_KEYS]
     parts = [u.message for u in unmet if u.need not in OPTICAL_KEYS]
@@ -392,7 +401,7 @@ def describe_unmet(unmet: Sequence[UnmetNeed], available: Available | None = Non
         names = ", ".join(u.need.upper() for u in bands)
         parts.append(f"{', '.join(users)} {_verb(users)} the optical band(s) {names}")
     listed = "; ".join(parts)
-    text = f"The requested features (bands) need inputs that were not given: {listed}."
+    text = f"{subject} need inputs that were not given: {listed}."
     if available is not None:
         preset = fitting_preset(available)
         if preset:
@@ -402,7 +411,9 @@ def describe_unmet(unmet: Sequence[UnmetNeed], available: Available | None = Non
     return text
 
 
-def check_requirements(features: Sequence[str], available: Available) -> None:
+def check_requirements(
+    features: Sequence[str], available: Available, subject: str = "The requested features (bands)"
+) -> None:
     """Refuse features the inputs cannot supply, listing every missing input at once.
 
     Raises:
@@ -411,7 +422,7 @@ def check_requirements(features: Sequence[str], available: Available) -> None:
     """
     unmet = unmet_needs(features, available)
     if unmet:
-        raise MissingInputsError(describe_unmet(unmet, available), tuple(unmet))
+        raise MissingInputsError(describe_unmet(unmet, available, subject), tuple(unmet))
 
 
 class MissingInputsError(FeatureError):

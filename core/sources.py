@@ -21,7 +21,7 @@ from scipy import ndimage
 from . import thermal
 from .bands import OPTICAL_KEYS, BandMapping, describe_mapping, map_optical_bands
 from .errors import FeatureError
-from .features import Available, WindowInputs, check_requirements, required_inputs
+from .features import Available, MissingInputsError, WindowInputs, check_requirements, required_inputs
 from .grid import RESAMPLING, TargetGrid, read_window, warped_vrt
 
 LogFn = Callable[[str], None]
@@ -144,6 +144,58 @@ def _boa_offsets(ds: rasterio.io.DatasetReader, band_idx: Sequence[int]) -> tupl
     return out, quant, baseline
 
 
+def _check_inputs(
+    inputs: FusionInputs,
+    features: Sequence[str],
+    ds: rasterio.io.DatasetReader,
+    subject: str = "The requested features (bands)",
+) -> tuple[BandMapping, str]:
+    """The optical mapping and sensor, after checking the inputs supply every feature (all gaps named at once)."""
+    needs = required_inputs(features)
+    mapping = resolve_band_mapping(ds, inputs.bands)
+    # "auto" stays "auto" when the file does not tell: Tasseled Cap is then refused asking for the sensor.
+    sensor = inputs.bands.sensor if inputs.bands.sensor != "auto" else (mapping.sensor or "auto")
+    count = ds.count
+    bad = {k: b for k, b in mapping.bands.items() if k in needs and not 1 <= b <= count}
+    if bad:
+        k, b = next(iter(bad.items()))
+        raise FeatureError(f"The {k.upper()} band is set to band {b}, but the optical layer has {count} band(s).")
+    available = Available(
+        optical_bands=frozenset(mapping.bands),
+        thermal=bool(inputs.thermal),
+        dem=bool(inputs.dem),
+        fti_source=bool(inputs.fti or inputs.temperature_series),
+        sensor=sensor,
+    )
+    missing_optical = [k for k in OPTICAL_KEYS if k in needs and k not in mapping.bands]
+    try:
+        check_requirements(features, available, subject)
+    except MissingInputsError as exc:
+        if missing_optical:
+            names = ", ".join(k.upper() for k in missing_optical)
+            raise MissingInputsError(
+                f"{exc} The optical layer's band names and metadata do not tell which band is "
+                f"{names}: set the {names} band parameter(s) (band numbers of the optical layer).",
+                exc.unmet,
+            ) from exc
+        raise
+    return mapping, sensor
+
+
+def check_inputs(
+    inputs: FusionInputs, features: Sequence[str], subject: str = "The requested features (bands)"
+) -> None:
+    """Check, before any work, that the inputs supply every feature; e.g. subject="This model's bands".
+
+    Raises:
+        MissingInputsError: every missing input named at once, with the preset that fits what was given.
+        FeatureError: a band set beyond the optical layer's band count.
+
+    """
+    with rasterio.open(inputs.optical) as ds:
+        _check_inputs(inputs, features, ds, subject)
+
+
 class Sources:
     """The open input datasets, their reading rules and the per-window reads from them."""
 
@@ -153,36 +205,10 @@ class Sources:
         self.optical = stack.enter_context(rasterio.open(inputs.optical))
         needs = required_inputs(features)
         self.needs = needs
-        mapping = resolve_band_mapping(self.optical, inputs.bands)
-        # "auto" stays "auto" when the file does not tell: Tasseled Cap is then refused asking for the sensor.
-        sensor = inputs.bands.sensor if inputs.bands.sensor != "auto" else (mapping.sensor or "auto")
+        mapping, sensor = _check_inputs(inputs, features, self.optical)
         self.sensor = sensor
         self.mapping = mapping
-        count = self.optical.count
-        bad = {k: b for k, b in mapping.bands.items() if k in needs and not 1 <= b <= count}
-        if bad:
-            k, b = next(iter(bad.items()))
-            raise FeatureError(f"The {k.upper()} band is set to band {b}, but the optical layer has {count} band(s).")
-        available = Available(
-            optical_bands=frozenset(mapping.bands),
-            thermal=bool(inputs.thermal),
-            dem=bool(inputs.dem),
-            fti_source=bool(inputs.fti or inputs.temperature_series),
-            sensor=sensor,
-        )
         self.optical_keys = [k for k in OPTICAL_KEYS if k in needs]
-        missing_optical = [k for k in self.optical_keys if k not in mapping.bands]
-        try:
-            check_requirements(features, available)
-        except FeatureError as exc:
-            if missing_optical:
-                names = ", ".join(k.upper() for k in missing_optical)
-                raise type(exc)(
-                    f"{exc} The optical layer's band names and metadata do not tell which band is "
-                    f"{names}: set the {names} band parameter(s) (band numbers of the optical layer).",
-                    exc.unmet,
-                ) from exc
-            raise
         if self.optical_keys:
             log(f"Optical band mapping: {describe_mapping(mapping, self.optical_keys)}.")
         if any(f in ("TCB", "TCG", "TCW") for f in features):

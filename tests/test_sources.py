@@ -483,3 +483,11 @@ def test_tasseled_cap_asks_for_the_sensor_when_the_file_does_not_tell(sample_sce
         _inputs(sample_scene, optical=named, bands=bands), ("TCB",), str(tmp_path / "t.tif"), log=lines.append
     )
     assert "Tasseled Cap coefficients of sensor: landsat8." in lines
+
+
+def test_check_inputs_speaks_of_the_model(sample_scene):
+    from rts_fusion.core.sources import check_inputs
+
+    with pytest.raises(MissingInputsError, match=r"^This model's bands need inputs that were not given: LST needs a"):
+        check_inputs(_inputs(sample_scene, thermal=None), PAPER, subject="This model's bands")
+    check_inputs(_inputs(sample_scene), PAPER)  # all there: no error
