@@ -131,6 +131,41 @@ def object_scores(counts: list[tuple[int, int, int]]) -> dict[str, float]:
     return {"tp": tp, "fp": fp, "fn": fn, "precision": p, "recall": r, "f1": f1}
 
 
+def bootstrap_f1(
+    groups: list[list[Confusion]], n: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the pooled F1 over seeds and chips.
+
+    Each replicate draws the groups (one per training seed) with replacement, then within each drawn group its
+    chips with replacement, and scores the pooled F1 of all drawn chips; so the interval covers both the
+    chance of the test chips and that of the training seed.
+
+    Args:
+        groups: per seed, the per-chip confusions of the test split.
+        n: replicates.
+        seed: random seed of the resampling.
+        level: coverage of the interval.
+
+    Returns:
+        (low, high); (nan, nan) when there are no chips.
+
+    """
+    arrays = [np.array([(c.tp, c.fp, c.fn) for c in g], dtype=np.float64) for g in groups if g]
+    if not arrays:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    f1 = np.empty(n)
+    for i in range(n):
+        total = np.zeros(3)
+        for g in rng.integers(0, len(arrays), len(arrays)):
+            a = arrays[g]
+            total += a[rng.integers(0, len(a), len(a))].sum(axis=0)
+        tp, fp, fn = total
+        f1[i] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    alpha = (1 - level) / 2
+    return float(np.quantile(f1, alpha)), float(np.quantile(f1, 1 - alpha))
+
+
 def summarize(confusions: list[Confusion]) -> dict[str, dict[str, float]]:
     """Pooled, per-chip and the study's per-chip scores of a list of chip confusions.
 

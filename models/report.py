@@ -34,7 +34,7 @@ def training_report(result: TrainResult, path: str) -> str:
     final = [
         {"split": name, **{k: v for k, v in scores.items() if k in ("precision", "recall", "f1", "iou", "kappa")}}
         for name, scores in metrics.items()
-        if scores
+        if scores and isinstance(scores, dict)  # "test_chips" holds per-chip counts, not scores
     ]
     sections = [
         ("Model", "<pre>" + format_card(result.card) + "</pre>"),

@@ -245,7 +245,9 @@ def evaluate(
             for p, t, m in zip(pred, part.label, part.valid):
                 confs.append(confusion(p, t, m))
     n = max(len(chips.image), 1)
-    return summarize(confs), sum(losses) / n
+    summary = summarize(confs)
+    summary["chips"] = [[c.tp, c.fp, c.fn, c.tn] for c in confs]  # per-chip counts, for bootstrap intervals
+    return summary, sum(losses) / n
 
 
 def _fit(
@@ -412,6 +414,7 @@ def _finish(
             "test_per_chip": test_scores.get("per_chip", {}),
             "val_study": val_scores.get("study", {}),
             "test_study": test_scores.get("study", {}),
+            "test_chips": test_scores.get("chips", []),
         },
     )
     save_package(output, model.cpu(), card)

@@ -194,6 +194,7 @@ def test_the_authors_zenodo_layout_trains_and_evaluates_as_it_is(tmp_path):
     }  # fmt: skip
     assert card.normalization.method == "study" and card.normalization.rgb_divisor == 255.0  # 8-bit RGB: / 255
     assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics["test_study"])
+    assert len(card.metrics["test_chips"]) == 3  # per-chip counts kept for bootstrap intervals
 
     # Their split spellings are accepted; an unknown one or a missing file is named, never guessed.
     text = manifest.read_text(encoding="utf-8")
@@ -206,3 +207,15 @@ def test_the_authors_zenodo_layout_trains_and_evaluates_as_it_is(tmp_path):
     manifest.write_text(text.replace(first_dem, "", 1), encoding="utf-8")
     with pytest.raises(RtsFusionError, match="中1区域数据集 151.*DEM"):
         load_manifest(str(manifest))
+
+
+def test_bootstrap_interval_over_chips_and_seeds():
+    from rts_fusion.core.metrics import bootstrap_f1
+
+    good = [Confusion(tp=9, fp=1, fn=1, tn=89)] * 40
+    lo, hi = bootstrap_f1([good, good], n=200)
+    assert lo == pytest.approx(0.9) and hi == pytest.approx(0.9)  # identical chips: no spread
+    mixed = [Confusion(tp=9, fp=1, fn=1, tn=89), Confusion(tp=1, fp=9, fn=9, tn=81)] * 3
+    lo, hi = bootstrap_f1([mixed, good[:6]], n=500)
+    assert lo < 0.6 < 0.85 < hi <= 0.9  # few, disagreeing chips and seeds: a wide interval
+    assert np.isnan(bootstrap_f1([[]])[0])
