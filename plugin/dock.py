@@ -180,15 +180,13 @@ class RtsFusionDock(QgsDockWidget):
         self.thermal = self._raster_combo(True)
         self.dem = self._raster_combo(True)
         self.series = self._raster_combo(True)
-        optical_row = QHBoxLayout()
-        optical_row.addWidget(self.optical, 1)
-        self.landsat_button = QPushButton("Landsat bands…")
+        form.addRow("Optical image", self.optical)
+        self.landsat_button = QPushButton("Optical image from Landsat band files…")
         self.landsat_button.setToolTip(
             "Use a Landsat scene's separate band files (…_B1.TIF … _B7.TIF, with its _MTL.txt) as the optical image"
         )
         self.landsat_button.clicked.connect(self.choose_landsat_bands)
-        optical_row.addWidget(self.landsat_button)
-        form.addRow("Optical image", optical_row)
+        form.addRow("", self.landsat_button)
         form.addRow("Thermal layer", self.thermal)
         form.addRow("DEM", self.dem)
         form.addRow("Temperature series (FTI)", self.series)

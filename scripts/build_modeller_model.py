@@ -78,14 +78,14 @@ class _Builder:
             elif not d.flags() & QgsProcessingParameterDefinition.FlagOptional:
                 raise SystemExit(f"{alg_id}: mandatory parameter {d.name()} has no default; give it a value here")
         outs = {}
-        for key, (name, label) in outputs.items():
+        for i, (key, (name, label)) in enumerate(outputs.items()):
             o = QgsProcessingModelOutput(name, label)
             o.setChildOutputName(key)
             o.setChildId(cid)
             # The run dialog fills in a temporary file for each output (qgis_process wants each one named).
             o.setMandatory(False)
             o.setDefaultValue("TEMPORARY_OUTPUT")
-            o.setPosition(QPointF(x + 190, y + 50))
+            o.setPosition(QPointF(x + 200, y + 50 + 45 * i))
             outs[name] = o
         c.setModelOutputs(outs)
         self.model.addChildAlgorithm(c)

@@ -105,6 +105,7 @@ def start():
         browser.hide()
     if toolbox is not None:  # the toolbox above, the panel below it: most of the height for the panel
         window.resizeDocks([toolbox, dock], [220, 480], Qt.Orientation.Vertical)
+    window.resizeDocks([dock], [440], Qt.Orientation.Horizontal)
     dock.model_file.setFilePath(os.path.join(DEMO, "model", "fusion_sa_segformer_tiny.safetensors"))
     dock.output_folder.setFilePath(os.path.join(OUT, "_run"))
     iface.mapCanvas().setExtent(optical.extent())
