@@ -176,12 +176,13 @@ class RtsFusionDock(QgsDockWidget):
     def _map_tab(self) -> QWidget:
         tab = QWidget()
         form = QFormLayout(tab)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # labels above their fields when narrow
         self.optical = self._raster_combo(True)  # empty until a layer looks optical or the user picks one
         self.thermal = self._raster_combo(True)
         self.dem = self._raster_combo(True)
         self.series = self._raster_combo(True)
         form.addRow("Optical image", self.optical)
-        self.landsat_button = QPushButton("Optical image from Landsat band files…")
+        self.landsat_button = QPushButton("From Landsat band files…")
         self.landsat_button.setToolTip(
             "Use a Landsat scene's separate band files (…_B1.TIF … _B7.TIF, with its _MTL.txt) as the optical image"
         )
@@ -241,6 +242,7 @@ class RtsFusionDock(QgsDockWidget):
         tab = QWidget()
         layout = QVBoxLayout(tab)
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.stack = self._raster_combo(False)
         self.truth = QgsMapLayerComboBox()
         _narrow(self.truth)
@@ -264,9 +266,11 @@ class RtsFusionDock(QgsDockWidget):
         self.chart_method = QComboBox()
         _narrow(self.chart_method)
         self.chart_method.currentIndexChanged.connect(self.show_importance)
+        show = QHBoxLayout()
+        show.addWidget(QLabel("Show"))
+        show.addWidget(self.chart_method, 1)
+        layout.addLayout(show)
         export = QHBoxLayout()
-        export.addWidget(QLabel("Show"))
-        export.addWidget(self.chart_method, 1)
         self.save_chart_button = QPushButton("Save chart…")
         self.save_chart_button.clicked.connect(self.save_chart)
         self.save_table_button = QPushButton("Save table…")
@@ -623,7 +627,7 @@ class RtsFusionDock(QgsDockWidget):
 def _narrow(combo: QComboBox) -> None:
     """Let a combo box shrink with a narrow panel instead of widening it to its longest entry."""
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(12)
+    combo.setMinimumContentsLength(8)
 
 
 def _band_descriptions(layer: QgsRasterLayer) -> list[str]:

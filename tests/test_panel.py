@@ -129,6 +129,7 @@ def test_dock_fits_a_laptop_screen_with_run_and_cancel_visible(qgis_iface):
         bottom = widget.mapTo(dock, QPoint(0, widget.height())).y()
         assert bottom <= dock.height(), widget  # below the scrolling settings, inside the panel
     assert dock.scroll.verticalScrollBar().maximum() > 0  # the settings scroll instead of stretching the window
+    assert dock.scroll.widget().minimumSizeHint().width() <= 320  # and shrink to a narrow panel, no clipping
     dock.tabs.setCurrentIndex(1)
     assert dock.run_button.text() == "Compute band importance"
     dock.method.setCurrentIndex(2)  # saliency: no permutations
