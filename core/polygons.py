@@ -70,8 +70,8 @@ def read_detections(path: str, threshold: float = 0.5) -> Detections:
         with rasterio.open(path) as ds:
             if ds.count != 1:
                 raise RtsFusionError(
-                    f"The detection raster '{name}' has {ds.count} bands; polygonising needs a one-band probability "
-                    "raster (0–1) or slump mask (0/1), such as the outputs of Detect thaw slumps."
+                    f"The detection raster '{name}' has {ds.count} bands; a one-band probability raster (0–1) or "
+                    "slump mask (0/1) is needed, such as the outputs of Detect thaw slumps."
                 )
             data = ds.read(1)
             tags = ds.tags()
