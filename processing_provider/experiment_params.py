@@ -15,6 +15,13 @@ from .train import DEVICES
 ARCHITECTURE_IDS = tuple(ARCHITECTURES)
 BAND_SETS = ("rgb", "paper", "extended", "all bands of the stack", "optical_dem", "optical")  # append only
 SIZES = ("tiny", "standard")
+PROTOCOLS = (
+    "Experiment defaults (AdamW 1e-3, OneCycle to 3e-3, pooled validation F1, our augmentation and scaling)",
+    "The study's training protocol with the budget above (see help)",
+)
+# What the study's protocol sets here; the budget, architecture, seed and the blocked split stay the experiment's.
+STUDY_FIELDS = ("lr", "max_lr", "weight_decay", "warmup_fraction", "anneal", "div_factor", "select_by", "dice",
+                "crop_ratio", "rot90_p", "normalization", "patience")  # fmt: skip
 
 
 def band_set(name: str) -> tuple[str, ...] | None:
@@ -42,11 +49,23 @@ def add_budget_parameters(alg) -> None:
         QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, 8, False, 1)
     )
     alg.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0))
+    alg.addParameter(QgsProcessingParameterEnum("PROTOCOL", "Training protocol", list(PROTOCOLS), defaultValue=0))
 
 
 def read_budget(alg, parameters, context) -> dict:
-    """TrainConfig settings from the budget parameters (encoder: the size class, "tiny" or "standard")."""
+    """TrainConfig settings from the budget parameters (encoder: the size class, "tiny" or "standard").
+
+    With the study's protocol, its learning-rate schedule, optimiser, best-epoch rule, augmentation, Dice and
+    input scaling replace the experiment defaults (models.train.study_preset); epochs stay the budget's and the
+    split stays blocked, so held-out scores stay unleaked.
+    """
     epochs = alg.parameterAsInt(parameters, "EPOCHS", context)
+    study: dict = {}
+    if alg.parameterAsEnum(parameters, "PROTOCOL", context) == 1:
+        from ..models.train import study_preset
+
+        preset = study_preset()
+        study = {k: getattr(preset, k) for k in STUDY_FIELDS}
     return {
         "encoder": SIZES[alg.parameterAsEnum(parameters, "SIZE", context)],
         "tile_size": alg.parameterAsInt(parameters, "TILE_SIZE", context),
@@ -57,6 +76,7 @@ def read_budget(alg, parameters, context) -> dict:
         "max_lr": 3e-3,
         "patience": epochs,
         "device": DEVICES[alg.parameterAsEnum(parameters, "DEVICE", context)],
+        **study,
     }
 
 

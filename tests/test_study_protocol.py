@@ -219,3 +219,18 @@ def test_bootstrap_interval_over_chips_and_seeds():
     lo, hi = bootstrap_f1([mixed, good[:6]], n=500)
     assert lo < 0.6 < 0.85 < hi <= 0.9  # few, disagreeing chips and seeds: a wide interval
     assert np.isnan(bootstrap_f1([[]])[0])
+
+
+def test_model_study_algorithm_runs_the_study_protocol(provider, training_stack, tmp_path):
+    import processing
+
+    html = str(tmp_path / "study.html")
+    processing.run(
+        "rtsfusion:modelstudy",
+        {"STACK": training_stack[0], "INVENTORY": training_stack[1], "ARCHITECTURES": [0], "BAND_SETS": [0],
+         "EPOCHS": 1, "CHIPS_PER_EPOCH": 8, "DEVICE": 1, "PROTOCOL": 1, "OUTPUT": "memory:", "HTML": html},
+    )  # fmt: skip
+    text = open(html, encoding="utf-8").read()
+    for setting in ("study_f1", "linear", "25.0", "study"):  # best-epoch rule, annealing, div factor, scaling
+        assert setting in text
+    assert "blocked" in text  # the experiment's split stays blocked
