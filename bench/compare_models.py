@@ -70,12 +70,12 @@ def main() -> None:
             r = train_from_stack(
                 stack, scene.slumps, str(tmp / f"{arch}_{preset}_{seed}.safetensors"), cfg, bands=bands
             )
-            test = r.card.metrics["test"]
+            test = r.card.metrics.test
             per_seed.append(
                 {
                     **{k: test[k] for k in ("precision", "recall", "f1", "iou")},
-                    "seconds": r.card.training["train_seconds"],
-                    "params": r.card.training["parameters"],
+                    "seconds": r.card.training.train_seconds,
+                    "params": r.card.training.parameters,
                 }
             )
             print(f"  {label} seed {seed}: F1 {test['f1']:.3f} IoU {test['iou']:.3f} ({per_seed[-1]['seconds']} s)")

@@ -93,7 +93,7 @@ def add_intervals(summary: list[dict], runs: list, seeds: list[int], folder: Pat
             path = folder / f"{run.architecture}_{k}_{seed}.safetensors"
             k += 1
             if path.exists():
-                chips = read_card(str(path)).metrics.get("test_chips", [])
+                chips = read_card(str(path)).metrics.test_chips
                 groups.setdefault(run.label, []).append([Confusion(*c) for c in chips])
     for s in summary:
         g = groups.get(s["model"], [])

@@ -10,6 +10,7 @@ Areas and distances are computed in metres (geographic layers in the UTM zone of
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,6 +66,28 @@ def _union(geoms: list[ogr.Geometry]) -> ogr.Geometry:
     return out
 
 
+def _extent(geoms: list[ogr.Geometry]) -> tuple[float, float, float, float] | None:
+    envs = [g.GetEnvelope() for g in geoms if g is not None and not g.IsEmpty()]
+    if not envs:
+        return None
+    return min(e[0] for e in envs), max(e[1] for e in envs), min(e[2] for e in envs), max(e[3] for e in envs)
+
+
+def _require_common_area(
+    before_path: str, before: list[ogr.Geometry], after_path: str, after: list[ogr.Geometry]
+) -> None:
+    """Two non-empty inventories whose extents are disjoint cannot show the same slumps: refuse, naming them."""
+    eb, ea = _extent(before), _extent(after)
+    if eb is None or ea is None:
+        return
+    if ea[0] > eb[1] or ea[1] < eb[0] or ea[2] > eb[3] or ea[3] < eb[2]:
+        names = [os.path.basename(p.split("|")[0]) for p in (before_path, after_path)]
+        raise RtsFusionError(
+            f"The inventories '{names[0]}' and '{names[1]}' do not overlap: every slump would count as disappeared "
+            "or new. Check that both cover the same area and that their CRS are set right."
+        )
+
+
 def compare_inventories(
     before_path: str,
     after_path: str,
@@ -82,7 +105,8 @@ def compare_inventories(
         is_canceled: polled; True stops the comparison.
 
     Raises:
-        RtsFusionError: unreadable layers, a layer without CRS, both layers empty.
+        RtsFusionError: unreadable layers, a layer without CRS, both layers empty, inventories that do not
+            overlap (named).
         OperationCanceled: cancelled.
 
     """
@@ -101,6 +125,7 @@ def compare_inventories(
         after = [(f, g.MakeValid() if not g.IsValid() else g) for f, g in read_geometries(after_path, metric)]
     except (ValueError, RuntimeError) as exc:
         raise RtsFusionError(f"Cannot read the inventories: {exc}") from exc
+    _require_common_area(before_path, [g for _, g in before], after_path, [g for _, g in after])
     nb = len(before)
     # Union-find over the bipartite overlap graph: nodes 0..nb-1 earlier, nb.. later.
     parent = list(range(nb + len(after)))

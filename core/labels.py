@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import rasterio
 from rasterio.features import rasterize
 
 from .errors import RtsFusionError
@@ -32,3 +35,35 @@ def rasterize_polygons(path: str, grid: TargetGrid, all_touched: bool = False) -
         all_touched=all_touched,
         dtype="uint8",
     )
+
+
+def _display(path: str) -> str:
+    base, _, suffix = path.partition("|")
+    return os.path.basename(base) + (f" ({suffix.split('=', 1)[1]})" if suffix.startswith("layername=") else "")
+
+
+def require_overlap(polygons_path: str, raster_path: str, polygons_role: str, raster_role: str) -> None:
+    """Refuse a polygon layer none of whose polygons covers a valid pixel of a raster, naming both.
+
+    Args:
+        polygons_path: the polygon layer (any CRS; a path may carry '|layername=').
+        raster_path: the raster (its first band's mask gives the valid pixels).
+        polygons_role: what the polygons are, for the message ("the 2024 inventory").
+        raster_role: what the raster is ("the 2024 stack").
+
+    Raises:
+        RtsFusionError: unreadable inputs, or no overlap.
+
+    """
+    try:
+        with rasterio.open(raster_path) as ds:
+            grid = TargetGrid(ds.crs.to_wkt() if ds.crs else "", tuple(ds.transform)[:6], ds.width, ds.height)
+            valid = ds.read_masks(1) > 0
+    except rasterio.errors.RasterioIOError as exc:
+        raise RtsFusionError(f"Cannot read {raster_role} '{_display(raster_path)}': {exc}") from exc
+    if not (rasterize_polygons(polygons_path, grid, all_touched=True).astype(bool) & valid).any():
+        raise RtsFusionError(
+            f"{polygons_role[:1].upper()}{polygons_role[1:]} '{_display(polygons_path)}' does not overlap the valid "
+            f"pixels of {raster_role} '{_display(raster_path)}': check that both cover the same place and that their "
+            "CRS are set right."
+        )

@@ -154,7 +154,8 @@ def temporal_trends(
     means, n_years, ols_slope, sen_slope, mk_z, mk_p and trend (increasing / decreasing / no trend at alpha).
 
     Raises:
-        RtsFusionError: unreadable rasters, or no slump on any raster.
+        RtsFusionError: unreadable rasters, a raster no slump polygon lies on (named), or no slump on valid
+            pixels of any raster.
         OperationCanceled: cancelled.
 
     """
@@ -179,6 +180,12 @@ def temporal_trends(
         if key not in cache:
             cache[key] = zones(slumps_path, grid, ring_width)
         labels, ring, n = cache[key]
+        if n and not (labels > 0).any():
+            raise RtsFusionError(
+                f"No slump polygon of '{os.path.basename(slumps_path.split('|')[0])}' lies on the {r.variable} "
+                f"raster of {r.year} ('{os.path.basename(r.path)}'): the layers do not overlap (check their CRS "
+                "and extent)."
+            )
         n_slumps = max(n_slumps, n)
         finite = np.isfinite(data)
         for zone, lab in (("slump", labels), ("ring", ring)):

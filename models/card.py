@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 
 from ..core.features import needed_inputs
 from .config import ModelConfig
@@ -47,6 +48,111 @@ class Normalization:
         return f"study (factors min–max per chip; {rgb}, then ImageNet mean/std)"
 
 
+def _nan_to_none(scores: dict) -> dict:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in scores.items()}
+
+
+def _none_to_nan(scores: dict) -> dict:
+    return {k: float("nan") if v is None else v for k, v in scores.items()}
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """How a model was trained (the card's `training` section).
+
+    Attributes:
+        source: the training data (stack + inventory, or manifest).
+        split: the split report (method, block size, chips and slump pixels per split, shared pixels).
+        epochs_run: epochs trained.
+        best_epoch: the epoch whose weights were kept; None when no validation score could choose one (an
+            empty validation split), in which case the last epoch's weights were kept.
+        selected_by: how the kept weights were chosen ("best validation F1" or "last epoch ...").
+        stopped_early: early stopping ended the run.
+        canceled: the run was cancelled (the best weights so far were kept).
+        seed: random seed.
+        device: the torch device trained on.
+        train_seconds: training wall time.
+        parameters: number of network parameters.
+        config: the TrainConfig as a dict.
+        warnings: what a user of the model must know about its training (empty splits, ...).
+        extra: any further keys of a stored card, kept as they were.
+
+    """
+
+    source: str = ""
+    split: dict = field(default_factory=dict)
+    epochs_run: int = 0
+    best_epoch: int | None = None
+    selected_by: str = "best validation F1"
+    stopped_early: bool = False
+    canceled: bool = False
+    seed: int | None = None
+    device: str = ""
+    train_seconds: float = 0.0
+    parameters: int = 0
+    config: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The JSON form (the card format's `training` object)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        d["warnings"] = list(self.warnings)
+        return {**self.extra, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainingInfo:
+        """Parse the `training` object of a stored card; unknown keys are kept in `extra`."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["warnings"] = tuple(kw.get("warnings", ()))
+        return cls(**kw, extra={k: v for k, v in d.items() if k not in known})
+
+
+@dataclass(frozen=True)
+class CardMetrics:
+    """A model's scores on its validation and test splits (the card's `metrics` section).
+
+    Each is a dict of score name → value (precision, recall, f1, iou, overall_accuracy, kappa; the *_study ones
+    in the authors' per-chip convention, see core.metrics.study_scores); empty when the split was not scored,
+    NaN values when it was empty (no slump pixel to score). `test_chips` holds the test chips' confusion counts
+    [tp, fp, fn, tn] (for bootstrap intervals).
+    """
+
+    val: dict = field(default_factory=dict)
+    val_per_chip: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)
+    test_per_chip: dict = field(default_factory=dict)
+    val_study: dict = field(default_factory=dict)
+    test_study: dict = field(default_factory=dict)
+    test_chips: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The JSON form; NaN scores are written as null (standard JSON)."""
+        d = {name: _nan_to_none(scores) for name, scores in self.splits(empty=True).items()}
+        return {**self.extra, **d, "test_chips": [list(c) for c in self.test_chips]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CardMetrics:
+        """Parse the `metrics` object of a stored card (null scores become NaN; unknown keys go to `extra`)."""
+        known = {f.name for f in fields(cls)} - {"extra", "test_chips"}
+        kw: dict = {k: _none_to_nan(v) for k, v in d.items() if k in known and isinstance(v, dict)}
+        if isinstance(d.get("test_chips"), list):
+            kw["test_chips"] = d["test_chips"]
+        return cls(**kw, extra={k: v for k, v in d.items() if k not in kw})
+
+    def splits(self, empty: bool = False) -> dict[str, dict]:
+        """The score sets by name (val, val_per_chip, test, test_per_chip, val_study, test_study).
+
+        Args:
+            empty: include the empty ones too.
+
+        """
+        names = [f.name for f in fields(self) if f.name not in ("extra", "test_chips")]
+        return {n: getattr(self, n) for n in names if empty or getattr(self, n)}
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Metadata of a trained model.
@@ -61,7 +167,7 @@ class ModelCard:
         overlap: inference tile overlap in pixels.
         classes: class names (index 0 background, 1 thaw slump).
         threshold: decision threshold on the slump probability.
-        training: how it was trained (data, split, epochs, seed, timing ...).
+        training: how it was trained (data, split, epochs, seed, timing ...); None for an untrained card.
         metrics: scores on the validation and test splits.
 
     """
@@ -75,13 +181,15 @@ class ModelCard:
     overlap: int = 64
     classes: tuple[str, ...] = ("background", "thaw_slump")
     threshold: float = 0.4
-    training: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
+    training: TrainingInfo | None = None
+    metrics: CardMetrics = field(default_factory=CardMetrics)
 
     def to_json(self) -> str:
         """Serialise (stable key order)."""
         d = asdict(self)
         d["config"] = self.config.to_dict()
+        d["training"] = self.training.to_dict() if self.training else {}
+        d["metrics"] = self.metrics.to_dict()
         d["format"] = CARD_FORMAT
         return json.dumps(d, sort_keys=True)
 
@@ -108,6 +216,8 @@ class ModelCard:
                     **{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("normalization").items()}
                 ),
                 classes=tuple(d.pop("classes")),
+                training=TrainingInfo.from_dict(d.pop("training")) if d.get("training") else None,
+                metrics=CardMetrics.from_dict(d.pop("metrics", None) or {}),
                 **d,
             )
         except (KeyError, TypeError) as exc:
@@ -163,11 +273,11 @@ def format_card(card: ModelCard) -> str:
         f"Normalisation: {card.normalization.describe()}; threshold {card.threshold:g}",
     ]
     if card.training:
-        t = card.training
-        keys = ("source", "epochs_run", "best_epoch", "split", "seed", "device", "train_seconds")
+        t = card.training.to_dict()
+        keys = ("source", "epochs_run", "best_epoch", "selected_by", "split", "seed", "device", "train_seconds")
         lines.append("Training: " + ", ".join(f"{k}={t[k]}" for k in keys if k in t))
-    for split, scores in card.metrics.items():
-        if isinstance(scores, dict):
-            txt = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, int | float))
-            lines.append(f"{split.capitalize()} metrics: {txt}")
+        lines.extend(f"Training warning: {w}" for w in card.training.warnings)
+    for split, scores in card.metrics.splits().items():
+        txt = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, int | float))
+        lines.append(f"{split.capitalize()} metrics: {txt}")
     return "\n".join(lines)

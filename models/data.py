@@ -162,6 +162,47 @@ def blocked_split(scene: Scene, chip: int, block: int, fractions: tuple[float, f
     return Split(chips, regions["train"], report)
 
 
+def _split_shortfalls(split: Split) -> list[str]:
+    """What a split lacks: a split without chips, or validation/test chips without a slump pixel."""
+    chips, rts = split.report["chips"], split.report.get("rts_pixels", {})
+    missing = [f"no {name} chip" for name in SPLITS if not chips.get(name)]
+    missing += [
+        f"no slump pixel in the {name} blocks" for name in ("val", "test") if chips.get(name) and not rts.get(name)
+    ]
+    return missing
+
+
+def auto_blocked_split(
+    scene: Scene, chip: int, block: int, fractions: tuple[float, float], seed: int
+) -> tuple[Split, list[str]]:
+    """A blocked split with a given block size, or (block 0) the largest block size that works for the scene.
+
+    Block sides of two, one and a half and one tile are tried in that order; the first whose training,
+    validation and test splits all hold chips, and whose validation and test chips hold slump pixels, is
+    taken. When none does, the split with the fewest shortfalls is returned (the larger block on a tie).
+
+    Returns:
+        The split (its report says the block size and whether it was chosen automatically) and its
+        shortfalls ("no val chip", "no slump pixel in the test blocks" ...), empty when the split is complete.
+
+    """
+    if block:
+        split = blocked_split(scene, chip, block, fractions, seed)
+        split.report["block_chosen"] = "given"
+        return split, _split_shortfalls(split)
+    best: tuple[Split, list[str]] | None = None
+    for size in dict.fromkeys((2 * chip, (3 * chip) // 2, chip)):
+        split = blocked_split(scene, chip, size, fractions, seed)
+        short = _split_shortfalls(split)
+        if best is None or len(short) < len(best[1]):
+            best = (split, short)
+        if not short:
+            break
+    split, short = best
+    split.report["block_chosen"] = "automatic"
+    return split, short
+
+
 def random_split(scene: Scene, chip: int, fractions: tuple[float, float], seed: int) -> Split:
     """The study's chip-level random split: overlapping chips (stride chip/2) assigned at random.
 

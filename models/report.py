@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 
 from ..core import report
@@ -33,12 +34,14 @@ def training_report(result: TrainResult, path: str) -> str:
     metrics = result.card.metrics
     final = [
         {"split": name, **{k: v for k, v in scores.items() if k in ("precision", "recall", "f1", "iou", "kappa")}}
-        for name, scores in metrics.items()
-        if scores and isinstance(scores, dict)  # "test_chips" holds per-chip counts, not scores
+        for name, scores in metrics.splits().items()
     ]
+    training = result.card.training
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in training.warnings) if training else ""
     sections = [
         ("Model", "<pre>" + format_card(result.card) + "</pre>"),
-        ("Final scores (best checkpoint)", report.table(final)),
+        *((("Warnings", f"<ul>{warnings}</ul>"),) if warnings else ()),
+        (f"Final scores ({training.selected_by if training else 'kept weights'})", report.table(final)),
         ("Learning curves", report.image(loss_png, path) + report.image(score_png, path)),
         ("Split", "<pre>" + str(result.split_report) + "</pre>"),
         ("Per epoch", report.table(result.history)),

@@ -31,6 +31,7 @@ from osgeo import ogr
 from ..core import report
 from ..core.errors import OperationCanceled, RtsFusionError
 from ..core.evaluation import per_chip_confusions
+from ..core.labels import require_overlap
 from ..core.metrics import confusion, summarize
 from .card import ModelCard
 from .data import MANIFEST_FIXED, _resolve, blocked_split, load_manifest, load_scene, random_split
@@ -179,16 +180,10 @@ def run_model_study(
                 "bands": len(result.card.bands),
                 "vs_study": differs_from_study(run.architecture),
                 "seed": seed,
-                "params": int(result.card.training["parameters"]),
-                "train_seconds": float(result.card.training["train_seconds"]),
-                "epochs": int(result.card.training["epochs_run"]),
-                **_score_row(
-                    {
-                        "pooled": metrics.get("test", {}),
-                        "per_chip": metrics.get("test_per_chip", {}),
-                        "study": metrics.get("test_study", {}),
-                    }
-                ),
+                "params": int(result.card.training.parameters),
+                "train_seconds": float(result.card.training.train_seconds),
+                "epochs": int(result.card.training.epochs_run),
+                **_score_row({"pooled": metrics.test, "per_chip": metrics.test_per_chip, "study": metrics.test_study}),
             }
             rows.append(row)
             histories[f"{run.label} (seed {seed})"] = result.history
@@ -316,6 +311,8 @@ def spatial_transfer(
     progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
     workdir = _workdir(workdir, "rts_spatial_")
     folds = split_regions(regions_path, region_field, workdir)
+    for name, held_out, _ in folds:
+        require_overlap(held_out, stack_path, f"the region {name} of the regions layer", "the stack")
     rows = []
     canceled = False
     for k, (name, held_out, others) in enumerate(folds):
@@ -348,13 +345,13 @@ def spatial_transfer(
 
 def _held_out_has_slumps(card: ModelCard) -> bool:
     """Whether the training run's own test split held slump pixels (else its scores say nothing)."""
-    return int(card.training.get("split", {}).get("rts_pixels", {}).get("test", 1)) > 0
+    return bool(card.training) and int(card.training.split.get("rts_pixels", {}).get("test", 1)) > 0
 
 
 def _in_sample_f1(card: ModelCard) -> float:
     if not _held_out_has_slumps(card):
         return float("nan")
-    return round(float(card.metrics.get("test", {}).get("f1", float("nan"))), 4)
+    return round(float(card.metrics.test.get("f1", float("nan"))), 4)
 
 
 def _overall(rows: list[dict]) -> dict:
@@ -422,6 +419,10 @@ def temporal_transfer(
     validation and test chips, less any pixel a training chip covers. The years' stacks must share one grid.
     """
     progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
+    require_overlap(train[1], train[0], f"the {train_label} inventory", f"the {train_label} stack")
+    for label, stack, inventory in tests:
+        require_overlap(inventory, stack, f"the {label} inventory", f"the {label} stack")
+        require_overlap(inventory, train[0], f"the {label} inventory", f"the {train_label} stack")
     out = os.path.join(_workdir(workdir, "rts_temporal_"), "temporal.safetensors")
     held_out, n_held = held_out_locations(train[0], train[1], cfg, bands)
     log(f"Other years are scored on {n_held} held-out chips ({int(held_out.sum()):,} px) only.")
@@ -432,14 +433,14 @@ def temporal_transfer(
     model, card = load_package(out)
     own = (
         {
-            "pooled": result.card.metrics.get("test", {}),
-            "per_chip": result.card.metrics.get("test_per_chip", {}),
-            "study": result.card.metrics.get("test_study", {}),
+            "pooled": result.card.metrics.test,
+            "per_chip": result.card.metrics.test_per_chip,
+            "study": result.card.metrics.test_study,
         }
         if _held_out_has_slumps(result.card)
         else {}  # no slump in the held-out split: scores of 1.0 on empty ground would mislead; NaN instead
     )
-    own["chips"] = int(result.card.training.get("split", {}).get("chips", {}).get("test", 0))
+    own["chips"] = int(result.card.training.split.get("chips", {}).get("test", 0))
     in_sample = _in_sample_f1(result.card)
     rows = [_fold_row(f"{train_label} (held-out test split)", train_label, train_label, in_sample, own, log)]
     for k, (label, stack, inventory) in enumerate(tests):

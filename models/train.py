@@ -15,13 +15,13 @@ import torch
 from ..core.errors import OperationCanceled, RtsFusionError
 from ..core.metrics import Confusion, confusion, summarize
 from .augment import augment
-from .card import ModelCard, Normalization
+from .card import CardMetrics, ModelCard, Normalization, TrainingInfo
 from .config import ModelConfig
 from .data import (
     ChipSet,
     Scene,
+    auto_blocked_split,
     band_statistics,
-    blocked_split,
     chip_at,
     load_manifest,
     load_scene,
@@ -62,7 +62,8 @@ class TrainConfig:
         weight_decay: AdamW weight decay (1e-4).
         chips_per_epoch: training chips drawn per epoch; 0 = as many as tile-size steps fit the train area.
         split: "blocked" (spatial blocks, no leakage) or "random" (the study's chip-level split, leaks).
-        block_size: block side of the blocked split in pixels; 0 = 2 × tile_size.
+        block_size: block side of the blocked split in pixels; 0 = automatic (2, 1.5 or 1 tile, the first that
+            gives validation and test chips holding slumps).
         val_fraction, test_fraction: shares of blocks (or chips) held out.
         threshold: decision threshold on the slump probability (0.4).
         patience: epochs without a better validation F1 before stopping early; 0 = never stop early.
@@ -180,7 +181,7 @@ def lr_curve(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
     return rates
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
     """What a training run produced."""
 
@@ -191,6 +192,38 @@ class TrainResult:
     history_csv: str = ""
     stopped_early: bool = False
     canceled: bool = False
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What the training loop produced: the kept weights and how they were chosen and scored.
+
+    Attributes:
+        model: the network with the kept weights loaded.
+        history: one row per epoch (losses, validation scores, learning rate, time).
+        best_epoch: the epoch whose weights were kept; None when the validation split could not choose one.
+        selected_by: how the weights were chosen.
+        stopped_early: early stopping ended the run.
+        canceled: the run was cancelled.
+        val: validation scores {"pooled", "per_chip", "counts"} (NaN when the split is empty).
+        test: test scores, likewise; never the validation scores.
+        seconds: training wall time.
+        device: the torch device used.
+        warnings: what the card must carry (empty validation or test split ...).
+
+    """
+
+    model: torch.nn.Module
+    history: list[dict]
+    best_epoch: int | None
+    selected_by: str
+    stopped_early: bool
+    canceled: bool
+    val: dict
+    test: dict
+    seconds: float
+    device: torch.device
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -244,10 +277,27 @@ def evaluate(
             pred = (torch.sigmoid(logits.float()) > threshold).cpu().numpy()[:, 0]
             for p, t, m in zip(pred, part.label, part.valid):
                 confs.append(confusion(p, t, m))
-    n = max(len(chips.image), 1)
-    summary = summarize(confs)
+    n = len(chips.image)
+    summary = split_scores(confs)
     summary["chips"] = [[c.tp, c.fp, c.fn, c.tn] for c in confs]  # per-chip counts, for bootstrap intervals
-    return summary, sum(losses) / n
+    return summary, (sum(losses) / n if n else float("nan"))
+
+
+def split_scores(confs: list[Confusion]) -> dict:
+    """Pooled and per-chip scores of a split's chips; NaN scores when the split holds no slump pixel.
+
+    A split without chips, or without a true slump pixel, cannot say how well slumps are found: scored the
+    usual way it would give 1.0 to a model that finds nothing, so it gets NaN instead.
+    """
+    out = summarize(confs)
+    total = out["counts"]
+    if total["tp"] + total["fn"] == 0:
+        nan = float("nan")
+        keys = ("precision", "recall", "f1", "iou", "overall_accuracy", "kappa")
+        out["pooled"] = {k: nan for k in keys}
+        out["per_chip"] = {k: nan for k in keys}
+        out["study"] = {k: nan for k in out.get("study") or keys}
+    return out
 
 
 def _fit(
@@ -262,7 +312,7 @@ def _fit(
     progress: ProgressFn,
     is_canceled: Callable[[], bool],
     log: LogFn,
-) -> tuple[torch.nn.Module, list[dict], int, bool, bool, dict, dict, float, torch.device]:
+) -> FitResult:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -285,6 +335,19 @@ def _fit(
     history: list[dict] = []
     best_f1, best_state, best_epoch, since_best = -1.0, None, 0, 0
     canceled = stopped = False
+    warnings = [
+        f"The {name} split holds no slump pixel{'' if len(part.image) else ' (it has no chip)'}: its scores are NaN"
+        + (
+            "; no best epoch could be chosen, so the last epoch's weights were kept and early stopping was off."
+            if name == "validation"
+            else "; the model has no independent test score."
+        )
+        for name, part in (("validation", val), ("test", test))
+        if not (part.label.astype(bool) & part.valid).any()
+    ]
+    val_empty = bool(warnings) and warnings[0].startswith("The validation")
+    for w in warnings:
+        log(f"Warning: {w}")
     t0 = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -329,7 +392,9 @@ def _fit(
             f"P {row['precision']:.3f} R {row['recall']:.3f} F1 {row['f1']:.3f} IoU {row['iou']:.3f}"
         )
         selected = study_f1 if cfg.select_by == "study_f1" else pooled["f1"]
-        if selected > best_f1:
+        if val_empty:
+            best_state = None  # nothing to choose by: the last epoch's weights are kept
+        elif selected > best_f1:
             best_f1, best_epoch, since_best = selected, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
@@ -340,14 +405,27 @@ def _fit(
             stopped = True
             log(f"Early stop: no better validation F1 for {cfg.patience} epochs.")
             break
-    if best_state is None:
+    if not history or (best_state is None and not val_empty):
         raise OperationCanceled("Training was cancelled before the first epoch finished; no model was written.")
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     val_scores, _ = evaluate(model, val, norm, bands, cfg.threshold, device, cfg.batch_size)
-    test_scores, _ = (
-        evaluate(model, test, norm, bands, cfg.threshold, device, cfg.batch_size) if len(test.image) else ({}, 0.0)
+    test_scores, _ = evaluate(model, test, norm, bands, cfg.threshold, device, cfg.batch_size)
+    return FitResult(
+        model=model,
+        history=history,
+        best_epoch=None if val_empty else best_epoch,
+        selected_by=f"last epoch ({len(history)}): empty validation split"
+        if val_empty
+        else ("best validation F1" if cfg.select_by == "f1" else "best validation per-chip F1 (the study's)"),
+        stopped_early=stopped,
+        canceled=canceled,
+        val=val_scores,
+        test=test_scores,
+        seconds=time.perf_counter() - t0,
+        device=device,
+        warnings=tuple(warnings),
     )
-    return model, history, best_epoch, stopped, canceled, val_scores, test_scores, time.perf_counter() - t0, device
 
 
 def _write_history(path: str, history: list[dict]) -> None:
@@ -381,10 +459,9 @@ def _finish(
     pixel_size: float,
     split_report: dict,
     source: str,
-    fitted,
+    fitted: FitResult,
     log: LogFn,
 ) -> TrainResult:
-    model, history, best_epoch, stopped, canceled, val_scores, test_scores, seconds, device = fitted
     card = ModelCard(
         config=model_cfg,
         bands=tuple(bands),
@@ -394,34 +471,36 @@ def _finish(
         tile_size=cfg.tile_size,
         overlap=cfg.tile_size // 4,
         threshold=cfg.threshold,
-        training={
-            "source": source,
-            "split": split_report,
-            "epochs_run": len(history),
-            "best_epoch": best_epoch,
-            "stopped_early": stopped,
-            "canceled": canceled,
-            "seed": cfg.seed,
-            "device": str(device),
-            "train_seconds": round(seconds, 1),
-            "parameters": count_parameters(model),
-            "config": asdict(cfg),
-        },
-        metrics={
-            "val": val_scores.get("pooled", {}),
-            "val_per_chip": val_scores.get("per_chip", {}),
-            "test": test_scores.get("pooled", {}),
-            "test_per_chip": test_scores.get("per_chip", {}),
-            "val_study": val_scores.get("study", {}),
-            "test_study": test_scores.get("study", {}),
-            "test_chips": test_scores.get("chips", []),
-        },
+        training=TrainingInfo(
+            source=source,
+            split=split_report,
+            epochs_run=len(fitted.history),
+            best_epoch=fitted.best_epoch,
+            selected_by=fitted.selected_by,
+            stopped_early=fitted.stopped_early,
+            canceled=fitted.canceled,
+            seed=cfg.seed,
+            device=str(fitted.device),
+            train_seconds=round(fitted.seconds, 1),
+            parameters=count_parameters(fitted.model),
+            config=asdict(cfg),
+            warnings=fitted.warnings,
+        ),
+        metrics=CardMetrics(
+            val=fitted.val["pooled"],
+            val_per_chip=fitted.val["per_chip"],
+            test=fitted.test["pooled"],
+            test_per_chip=fitted.test["per_chip"],
+            val_study=fitted.val.get("study", {}),
+            test_study=fitted.test.get("study", {}),
+            test_chips=fitted.test.get("chips", []),
+        ),
     )
-    save_package(output, model.cpu(), card)
+    save_package(output, fitted.model.cpu(), card)
     history_csv = os.path.splitext(output)[0] + "_history.csv"
-    _write_history(history_csv, history)
-    log(f"Model package written to {output} (best epoch {best_epoch}).")
-    return TrainResult(output, card, history, split_report, history_csv, stopped, canceled)
+    _write_history(history_csv, fitted.history)
+    log(f"Model package written to {output} ({fitted.selected_by}, epoch {fitted.best_epoch or len(fitted.history)}).")
+    return TrainResult(output, card, fitted.history, split_report, history_csv, fitted.stopped_early, fitted.canceled)
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -483,23 +562,26 @@ def train_from_stack(
             f"The stack ({scene.label.shape[1]} × {scene.label.shape[0]} px) is smaller than a tile ({chip} px)."
         )
     fractions = (cfg.val_fraction, cfg.test_fraction)
+    shortfalls: list[str] = []
     if cfg.split == "blocked":
-        split = blocked_split(scene, chip, cfg.block_size or 2 * chip, fractions, cfg.seed)
+        split, shortfalls = auto_blocked_split(scene, chip, cfg.block_size, fractions, cfg.seed)
     else:
         split = random_split(scene, chip, fractions, cfg.seed)
     log(f"Split: {split.report}")
-    for name in ("val", "test"):
-        if split.report.get("rts_pixels", {}).get(name, 1) == 0:
-            log(
-                f"Warning: the {name} split holds no slump pixel, so its scores say nothing about slumps; use "
-                "smaller blocks, another seed or a larger area."
-            )
     positions, weights = training_positions(scene, split, chip)
-    if not positions or not split.chips["val"]:
-        raise RtsFusionError(
-            f"The split left {len(positions)} training and {len(split.chips['val'])} validation chips; use a "
-            "larger stack, a smaller tile size or smaller blocks."
+    if shortfalls or not positions:
+        h, w = scene.label.shape
+        hint = (
+            f"On this {w} × {h} px scene with {chip} px tiles, "
+            + ("no block size gave" if split.report.get("block_chosen") == "automatic" else "the split gave")
+            + f" {', '.join(shortfalls) or 'no training chip'} (blocks of {split.report.get('block_px', '–')} px). "
+            "Use a smaller tile size, "
+            + ("a smaller block size, " if split.report.get("block_chosen") == "given" else "")
+            + "other validation/test fractions or seed, a larger area, or the random split."
         )
+        if not positions:
+            raise RtsFusionError(f"The split left no training chip. {hint}")
+        log(f"Warning: {hint}")
     mean, std = band_statistics(scene, split.train_region)
     norm = (
         Normalization(cfg.normalization, mean, std)
@@ -556,8 +638,8 @@ def train_from_manifest(
         cfg = TrainConfig(**{**asdict(cfg), "tile_size": int(chips.image.shape[-1])})
         log(f"Tile size set to the chips' size, {cfg.tile_size} px.")
     idx = {s: [i for i, x in enumerate(chips.split) if x == s] for s in ("train", "val", "test")}
-    if not idx["train"] or not idx["val"]:
-        raise RtsFusionError("The manifest needs training and validation chips.")
+    if not idx["train"]:
+        raise RtsFusionError("The manifest has no training chip (split column 'train').")
     valid = np.isfinite(chips.image).all(axis=1)
 
     def subset(ids: list[int]) -> _Chips:

@@ -5,7 +5,7 @@ Kept free of torch, so the provider lists these algorithms without the deep-lear
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingParameterEnum, QgsProcessingParameterNumber
+from qgis.core import QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterNumber
 
 from ..core.features import PRESETS
 from ..models.registry import ARCHITECTURES
@@ -30,7 +30,7 @@ def band_set(name: str) -> tuple[str, ...] | None:
 
 
 def add_budget_parameters(alg) -> None:
-    """Encoder size, epochs, tile size, chips per epoch, batch size and device."""
+    """Encoder size, epochs, tile size, chips per epoch, batch size, device and (advanced) split block size."""
     alg.addParameter(QgsProcessingParameterEnum("SIZE", "Encoder size", list(SIZES), defaultValue=0))
     alg.addParameter(
         QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 20, False, 1, 1000)
@@ -50,6 +50,16 @@ def add_budget_parameters(alg) -> None:
     )
     alg.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0))
     alg.addParameter(QgsProcessingParameterEnum("PROTOCOL", "Training protocol", list(PROTOCOLS), defaultValue=0))
+    block = QgsProcessingParameterNumber(
+        "BLOCK_SIZE",
+        "Block size of the spatially blocked split (px, 0 = automatic)",
+        QgsProcessingParameterNumber.Integer,
+        0,
+        False,
+        0,
+    )
+    block.setFlags(block.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    alg.addParameter(block)
 
 
 def read_budget(alg, parameters, context) -> dict:
@@ -77,6 +87,7 @@ def read_budget(alg, parameters, context) -> dict:
         "patience": epochs,
         "device": DEVICES[alg.parameterAsEnum(parameters, "DEVICE", context)],
         **study,
+        "block_size": alg.parameterAsInt(parameters, "BLOCK_SIZE", context),
     }
 
 

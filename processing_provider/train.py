@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
@@ -85,6 +87,7 @@ class TrainAlgorithm(RtsAlgorithm):
     DEVICE = "DEVICE"
     SEED = "SEED"
     SPLIT = "SPLIT"
+    BLOCK_SIZE = "BLOCK_SIZE"
     DECODER_DIM = "DECODER_DIM"
     CHIPS_PER_EPOCH = "CHIPS_PER_EPOCH"
     PATIENCE = "PATIENCE"
@@ -121,8 +124,11 @@ class TrainAlgorithm(RtsAlgorithm):
             + "; ".join(f"{name}: {ours}" for name, _study, ours in STUDY_DIFFERENCES)
             + ".<br>"
             "<b>Split</b>: <i>blocked</i> holds out whole spatial blocks so no validation or test chip shares a "
-            "pixel with a training chip; <i>random</i> reproduces the study's chip-level split, which leaks "
-            "(the report gives the shared pixels).<br>"
+            "pixel with a training chip (block size: automatic picks 2, 1.5 or 1 tile, the first that gives "
+            "validation and test chips holding slumps, and says what to change when none does); <i>random</i> "
+            "reproduces the study's chip-level split, which leaks (the report gives the shared pixels).<br>"
+            "A validation or test split without a slump pixel scores NaN (not 1.0), with a warning in the log and "
+            "the model card; without validation slumps the last epoch's weights are kept.<br>"
             "<b>Input bands</b>: all bands of the stack, a preset (<i>paper</i>; <i>rgb</i>; <i>optical_dem</i> "
             "for optical imagery with a DEM and no thermal layer or temperature series; <i>optical</i> for "
             "optical imagery only) or a custom list. The model card records the bands and so the inputs a user "
@@ -199,6 +205,14 @@ class TrainAlgorithm(RtsAlgorithm):
                 self.SPLIT, "Split", ["blocked (spatial blocks)", "random (study, leaks)"], defaultValue=0
             ),
             QgsProcessingParameterNumber(
+                self.BLOCK_SIZE,
+                "Block size of the blocked split (px, 0 = automatic)",
+                QgsProcessingParameterNumber.Integer,
+                0,
+                False,
+                0,
+            ),
+            QgsProcessingParameterNumber(
                 self.DECODER_DIM, "Decoder width", QgsProcessingParameterNumber.Integer, 256, False, 8, 1024
             ),
             QgsProcessingParameterNumber(
@@ -272,6 +286,7 @@ class TrainAlgorithm(RtsAlgorithm):
             lr=self.parameterAsDouble(p, self.LEARNING_RATE, context),
             chips_per_epoch=self.parameterAsInt(p, self.CHIPS_PER_EPOCH, context),
             split=("blocked", "random")[self.parameterAsEnum(p, self.SPLIT, context)],
+            block_size=self.parameterAsInt(p, self.BLOCK_SIZE, context),
             patience=self.parameterAsInt(p, self.PATIENCE, context),
             seed=self.parameterAsInt(p, self.SEED, context),
             device=DEVICES[self.parameterAsEnum(p, self.DEVICE, context)],
@@ -318,12 +333,18 @@ class TrainAlgorithm(RtsAlgorithm):
         report_path = self.parameterAsFileOutput(p, self.REPORT, context)
         if report_path:
             training_report(result, report_path)
-        test = result.card.metrics.get("test") or result.card.metrics.get("val", {})
+        for warning in result.card.training.warnings:
+            feedback.reportError(f"Warning: {warning}", fatalError=False)
+        metrics = result.card.metrics
+
+        def number(value: float | None) -> float | None:
+            return None if value is None or math.isnan(value) else value
+
         return {
             self.OUTPUT: output,
             self.REPORT: report_path or None,
-            "BEST_EPOCH": result.card.training["best_epoch"],
-            "VAL_F1": result.card.metrics["val"].get("f1"),
-            "VAL_IOU": result.card.metrics["val"].get("iou"),
-            "TEST_F1": test.get("f1"),
+            "BEST_EPOCH": result.card.training.best_epoch,
+            "VAL_F1": number(metrics.val.get("f1")),
+            "VAL_IOU": number(metrics.val.get("iou")),
+            "TEST_F1": number(metrics.test.get("f1")),
         }

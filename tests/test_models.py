@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 from rts_fusion.core.features import PAPER
-from rts_fusion.models.card import ModelCard, Normalization, format_card
+from rts_fusion.models.card import CardMetrics, ModelCard, Normalization, TrainingInfo, format_card
 from rts_fusion.models.config import ModelConfig
 from rts_fusion.models.losses import combined_loss
 from rts_fusion.models.normalize import normalize
@@ -70,8 +70,8 @@ def card_for(cfg: ModelConfig, bands=None) -> ModelCard:
         pixel_size=10.0,
         tile_size=64,
         overlap=16,
-        training={"epochs_run": 1},
-        metrics={"val": {"f1": 0.5}},
+        training=TrainingInfo(epochs_run=1, best_epoch=1),
+        metrics=CardMetrics(val={"f1": 0.5}),
     )
 
 
@@ -216,3 +216,35 @@ def test_card_states_the_inputs_its_bands_need():
     )
     rgb = card_for(tiny("segformer", 3), ("RED", "GREEN", "BLUE"))
     assert rgb.needed_inputs() == ["optical bands BLUE, GREEN, RED"]
+
+
+def test_card_of_the_earlier_dict_layout_still_loads():
+    """Packages written before `training` and `metrics` were typed: their JSON parses into the dataclasses."""
+    import json
+    from dataclasses import replace
+
+    cfg = tiny("sa_segformer", 2)
+    old = json.loads(card_for(cfg, ("A", "B")).to_json())
+    old["training"] = {
+        "source": "stack s.tif + slumps.gpkg",
+        "split": {"method": "blocked", "chips": {"test": 3}},
+        "epochs_run": 4,
+        "best_epoch": 2,
+        "stopped_early": False,
+        "canceled": False,
+        "seed": 7,
+        "device": "cpu",
+        "train_seconds": 1.5,
+        "parameters": 1234,
+        "config": {"epochs": 4},
+        "future_key": 1,
+    }
+    old["metrics"] = {"val": {"f1": 0.5}, "val_per_chip": {}, "test": {"f1": 0.25}, "test_per_chip": {}}
+    card = ModelCard.from_json(json.dumps(old))
+    assert card.training.best_epoch == 2 and card.training.parameters == 1234 and card.training.warnings == ()
+    assert card.training.extra == {"future_key": 1} and card.metrics.test == {"f1": 0.25}
+    again = json.loads(card.to_json())
+    assert again["training"]["future_key"] == 1 and again["metrics"]["val"] == {"f1": 0.5}
+    nan_card = ModelCard.from_json(replace(card, metrics=CardMetrics(test={"f1": float("nan")})).to_json())
+    assert nan_card.metrics.test["f1"] != nan_card.metrics.test["f1"]  # NaN survives (stored as null)
+    assert "Test metrics" in format_card(card) and "best_epoch=2" in format_card(card)

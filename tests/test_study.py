@@ -201,3 +201,30 @@ def test_a_model_that_cannot_take_the_bands_is_explained(training_stack, tmp_pat
     runs = [StudyRun("DS on RGB", "fusion_sa_segformer_ds", ("RED", "GREEN", "BLUE"))]
     with pytest.raises(RtsFusionError, match="needs both optical and auxiliary bands"):
         run_model_study(runs, QUICK, [0], str(tmp_path), *training_stack)
+
+
+def test_transfer_refuses_regions_and_inventories_off_the_stack(training_stack, tmp_path):
+    """Checked before any training: a region or an inventory that misses the stack is named."""
+    from rts_fusion.core.vector import PolygonRecord, layer_crs_wkt, write_polygons
+
+    stack, slumps = training_stack
+    import rasterio
+
+    with rasterio.open(stack) as ds:
+        x0, y0, x1, y1 = ds.bounds
+    wkt = layer_crs_wkt(slumps)
+
+    def square(x, y, side=500.0):
+        return [(x, y), (x + side, y), (x + side, y - side), (x, y - side), (x, y)]
+
+    regions = str(tmp_path / "regions.gpkg")
+    records = [PolygonRecord(square(x0, y1), {"name": "on"}), PolygonRecord(square(x1 + 50_000, y1), {"name": "far"})]
+    write_polygons(regions, "regions", wkt, records)
+    with pytest.raises(RtsFusionError, match="region far of the regions layer.*does not overlap.*the stack"):
+        spatial_transfer(stack, slumps, regions, "name", QUICK, workdir=str(tmp_path / "w"))
+    far = str(tmp_path / "far.gpkg")
+    write_polygons(far, "far", wkt, [PolygonRecord(square(x1 + 50_000, y1), {"id": 1})])
+    with pytest.raises(
+        RtsFusionError, match="The 2024 inventory .far.gpkg. does not overlap the valid pixels of the 2024 stack"
+    ):
+        temporal_transfer((stack, slumps), [("2024", stack, far)], QUICK, workdir=str(tmp_path / "t"))

@@ -138,3 +138,29 @@ def test_change_reprojects_the_later_inventory(tmp_path):
     write_polygons(after, "a", wgs, [PolygonRecord(list(zip(xs, ys)), {"id": 1})])
     res = compare_inventories(before, after)
     assert res.records[0]["change"] == "grown" and res.records[0]["area_after_m2"] == pytest.approx(15000, rel=1e-3)
+
+
+def _raster(path, origin_x=X0):
+    with rasterio.open(
+        path, "w", driver="GTiff", width=50, height=50, count=1, dtype="float32", crs=CRS,
+        transform=from_origin(origin_x, Y0, PX, PX), nodata=-9999,
+    ) as dst:  # fmt: skip
+        dst.write(np.full((1, 50, 50), 0.5, np.float32))
+    return str(path)
+
+
+def test_trends_refuse_a_raster_the_slumps_miss(tmp_path):
+    slumps = str(tmp_path / "slumps.gpkg")
+    write_polygons(slumps, "s", CRS.to_wkt(), [rect(100, 100, 100, 100, 1)])
+    paths = [_raster(tmp_path / f"ndvi_{y}.tif") for y in (2019, 2020)]
+    paths.append(_raster(tmp_path / "ndvi_2021.tif", origin_x=X0 + 50_000))  # 50 km east: misses the slumps
+    with pytest.raises(RtsFusionError, match="ndvi raster of 2021 \\('ndvi_2021.tif'\\).*do not overlap"):
+        temporal_trends(slumps, parse_year_rasters(paths))
+
+
+def test_inventories_that_do_not_overlap_are_refused(tmp_path):
+    before, after = str(tmp_path / "before.gpkg"), str(tmp_path / "after.gpkg")
+    write_polygons(before, "b", CRS.to_wkt(), [rect(0, 0, 100, 100, 1)])
+    write_polygons(after, "a", CRS.to_wkt(), [rect(50_000, 0, 100, 100, 1)])
+    with pytest.raises(RtsFusionError, match="'before.gpkg' and 'after.gpkg' do not overlap"):
+        compare_inventories(before, after)
