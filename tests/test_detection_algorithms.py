@@ -7,6 +7,8 @@ import rasterio
 from osgeo import ogr
 from qgis.core import QgsProcessingException, QgsProject, QgsVectorLayer
 
+pytestmark = pytest.mark.end_to_end  # a model is trained for these (session fixture tiny_model)
+
 
 def test_detect_writes_probability_and_mask(provider, training_stack, tiny_model, tmp_path):
     stack, _ = training_stack

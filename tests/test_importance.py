@@ -7,11 +7,12 @@ from rasterio.transform import from_origin
 
 torch = pytest.importorskip("torch")
 
+from conftest import tiny_train_config, write_raster  # noqa: E402
 from rts_fusion.core.errors import RtsFusionError  # noqa: E402
 from rts_fusion.core.vector import PolygonRecord, write_polygons  # noqa: E402
 from rts_fusion.models.importance import ImportanceOptions, band_importance, write_csv  # noqa: E402
 from rts_fusion.models.package import load_package  # noqa: E402
-from rts_fusion.models.train import TrainConfig, train_from_stack  # noqa: E402
+from rts_fusion.models.train import train_from_stack  # noqa: E402
 
 BANDS = ("BLUE", "NDVI", "DEM")
 SIZE = 256
@@ -43,18 +44,9 @@ def signal_scene(tmp_path_factory):
         ]
     ).astype(np.float32)
     stack = str(folder / "stack.tif")
-    with rasterio.open(
-        stack, "w", driver="GTiff", width=SIZE, height=SIZE, count=3, dtype="float32", crs=CRS,
-        transform=from_origin(*ORIGIN, 10, 10), nodata=-9999.0,
-    ) as dst:  # fmt: skip
-        dst.write(data)
-        for i, b in enumerate(BANDS, 1):
-            dst.set_band_description(i, b)
+    write_raster(stack, data, names=BANDS, nodata=-9999.0, transform=from_origin(*ORIGIN, 10, 10))
     torch.set_num_threads(2)
-    cfg = TrainConfig(
-        encoder="tiny", decoder_dim=16, tile_size=64, epochs=6, batch_size=8, chips_per_epoch=64, seed=0,
-        lr=2e-3, max_lr=5e-3, patience=6,
-    )  # fmt: skip
+    cfg = tiny_train_config(decoder_dim=16, epochs=6, patience=6, seed=0, lr=2e-3, max_lr=5e-3)
     package = train_from_stack(stack, slumps, str(folder / "m.safetensors"), cfg).package
     return stack, slumps, package
 

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from affine import Affine
-from rasterio.crs import CRS
+from conftest import write_raster
 from rts_fusion.core.errors import OperationCanceled, RtsFusionError
 from rts_fusion.core.tiling import blend_weights, tile_starts
 from rts_fusion.models.card import ModelCard, Normalization
@@ -22,22 +21,7 @@ BANDS = ("NDVI", "LST")
 
 def write_stack(path, data, nodata=-9999.0):
     """A minimal fused stack: named bands, UTM grid, 10 m pixels."""
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=data.shape[2],
-        height=data.shape[1],
-        count=data.shape[0],
-        dtype="float32",
-        crs=CRS.from_epsg(32646),
-        transform=Affine(10, 0, 500000, 0, -10, 3870000),
-        nodata=nodata,
-    ) as dst:
-        dst.write(data.astype(np.float32))
-        for i, name in enumerate(BANDS[: data.shape[0]], start=1):
-            dst.set_band_description(i, name)
-    return str(path)
+    return write_raster(path, data, names=BANDS[: data.shape[0]], nodata=nodata)
 
 
 def card(tile=64, overlap=16, bands=BANDS) -> ModelCard:

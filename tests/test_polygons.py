@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
-import rasterio
 from affine import Affine
+from conftest import write_raster
 from osgeo import ogr
-from rasterio.crs import CRS
 from rts_fusion.core.errors import RtsFusionError
 from rts_fusion.core.polygons import PolygonizeOptions, polygonize
 
@@ -11,27 +10,7 @@ TRANSFORM = Affine(10, 0, 500000, 0, -10, 3870000)
 
 
 def write(path, data, dtype, nodata=None, names=None, tags=None):
-    data = np.asarray(data)
-    if data.ndim == 2:
-        data = data[None]
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=data.shape[2],
-        height=data.shape[1],
-        count=data.shape[0],
-        dtype=dtype,
-        crs=CRS.from_epsg(32646),
-        transform=TRANSFORM,
-        nodata=nodata,
-    ) as dst:
-        dst.write(data.astype(dtype))
-        for i, n in enumerate(names or [], start=1):
-            dst.set_band_description(i, n)
-        if tags:
-            dst.update_tags(**tags)
-    return str(path)
+    return write_raster(path, data, names=names, nodata=nodata, dtype=dtype, transform=TRANSFORM, tags=tags)
 
 
 def features(path):

@@ -1,4 +1,8 @@
-"""Model study and transfer experiments on the sample scene (tiny settings)."""
+"""Model study and transfer experiments on the sample scene (tiny settings).
+
+The experiment plumbing (runs, folds, rows, reports, algorithms) is tested with a stub fit (`stub_fit`: an
+untrained network, everything around the training loop real); the temporal transfer test trains for real.
+"""
 
 import math
 
@@ -46,7 +50,7 @@ def finite_scores(row):
     return all(0 <= row[k] <= 1 for k in ("precision", "recall", "f1", "iou", "f1_per_chip"))
 
 
-def test_small_model_study_produces_its_table(training_stack, tmp_path):
+def test_small_model_study_produces_its_table(training_stack, tmp_path, stub_fit):
     torch.set_num_threads(2)
     stack, slumps = training_stack
     runs = [
@@ -62,11 +66,12 @@ def test_small_model_study_produces_its_table(training_stack, tmp_path):
     assert [s["rank"] for s in res.summary] == [1, 2, 3]
     assert [s["f1"] for s in res.summary] == sorted((s["f1"] for s in res.summary), reverse=True)
     assert seen and max(seen) <= 100 and seen[-1] > 60
+    assert len(stub_fit) == 3  # one (stub) fit per run and seed
     html = study_report(str(tmp_path / "study.html"), res, {"epochs": 2})
     assert open(html).read().count("<img") == 2
 
 
-def test_model_study_cancel_keeps_finished_rows(training_stack, tmp_path):
+def test_model_study_cancel_keeps_finished_rows(training_stack, tmp_path, stub_fit):
     stack, slumps = training_stack
     calls = {"n": 0}
 
@@ -101,12 +106,13 @@ def test_regions_of_the_sample_differ_and_split(region_scene, tmp_path):
     assert relief[2] > relief[0]  # the east strip is rougher than the west one
 
 
-def test_spatial_transfer_leaves_each_region_out(region_scene, tmp_path):
+def test_spatial_transfer_leaves_each_region_out(region_scene, tmp_path, stub_fit):
     stack, slumps, regions = region_scene
     res = spatial_transfer(stack, slumps, regions, "region", QUICK, bands=PAPER, workdir=str(tmp_path))
     assert [r["test"] for r in res.rows[:3]] == ["west", "centre", "east"] and res.rows[3]["fold"] == "mean over folds"
     assert all(finite_scores(r) for r in res.rows)
     assert math.isclose(res.rows[3]["f1"], np.mean([r["f1"] for r in res.rows[:3]]), abs_tol=1e-3)
+    assert len(stub_fit) == 3  # one fit per fold
 
 
 def test_temporal_transfer_between_years(tmp_path):
@@ -166,7 +172,7 @@ def chip_manifest(tmp_path_factory):
     return str(manifest)
 
 
-def test_manifest_transfer_by_region_and_by_year(chip_manifest, tmp_path):
+def test_manifest_transfer_by_region_and_by_year(chip_manifest, tmp_path, stub_fit):
     """A manifest with region and year columns drives both transfer experiments."""
     from rts_fusion.models.study import manifest_transfer
 
@@ -181,7 +187,7 @@ def test_manifest_transfer_by_region_and_by_year(chip_manifest, tmp_path):
         manifest_transfer(chip_manifest, "site", QUICK)
 
 
-def test_transfer_algorithms_take_a_manifest(provider, chip_manifest):
+def test_transfer_algorithms_take_a_manifest(provider, chip_manifest, stub_fit):
     import processing
     from qgis.core import QgsProject, QgsVectorLayer
 

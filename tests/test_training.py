@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from conftest import tiny_train_config
 from rts_fusion.core.errors import OperationCanceled, RtsFusionError
 from rts_fusion.core.features import PAPER
 from rts_fusion.core.metrics import Confusion
@@ -12,18 +13,7 @@ from rts_fusion.models.package import load_package
 from rts_fusion.models.train import TrainConfig, split_scores, train_from_manifest, train_from_stack
 
 torch.set_num_threads(2)
-FAST = TrainConfig(
-    encoder="tiny",
-    decoder_dim=32,
-    tile_size=64,
-    epochs=14,
-    batch_size=8,
-    chips_per_epoch=64,
-    patience=14,
-    seed=7,
-    lr=1e-3,
-    max_lr=3e-3,
-)  # a tiny network learns faster at a higher rate
+FAST = tiny_train_config(epochs=14, patience=14)
 
 
 @pytest.fixture(scope="module")
