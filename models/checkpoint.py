@@ -22,7 +22,7 @@ import torch
 
 from ..core.errors import RtsFusionError
 from ..core.features import FEATURES, PAPER
-from .card import ModelCard, Normalization
+from .card import ModelCard, Normalization, TrainingInfo
 from .config import MIT_VARIANTS, ModelConfig
 from .registry import build_model
 
@@ -252,7 +252,7 @@ def study_card(
         tile_size=STUDY_TILE,
         overlap=overlap,
         threshold=threshold,
-        training=source,
+        training=TrainingInfo.from_dict({**source, "selected_by": "the authors' checkpoint file"}),
     )
     card.validate()
     return card

@@ -34,7 +34,7 @@ def test_imported_checkpoint_gives_the_authors_logits(tmp_path, attention, chann
     assert loaded == card and card.config.architecture == architecture and card.config.encoder == "b0"
     assert card.bands == (PAPER if channels == 13 else ("RED", "GREEN", "BLUE"))
     assert (card.tile_size, card.threshold, card.normalization.method) == (256, 0.4, "study")
-    assert card.training["unused_tensors_dropped"] == sum(k.startswith(("encoder.block4", "encoder.patch_embed4",
+    assert card.training.extra["unused_tensors_dropped"] == sum(k.startswith(("encoder.block4", "encoder.patch_embed4",
                                                                         "encoder.norm4")) for k in state)  # fmt: skip
 
     x = torch.randn(2, channels, 32, 32, generator=torch.Generator().manual_seed(7))
