@@ -34,7 +34,7 @@ from ..core.evaluation import per_chip_confusions
 from ..core.labels import require_overlap
 from ..core.metrics import confusion, summarize
 from .card import ModelCard
-from .data import MANIFEST_FIXED, _resolve, blocked_split, load_manifest, load_scene, random_split
+from .data import MANIFEST_FIXED, _resolve, auto_blocked_split, load_manifest, load_scene, random_split
 from .device import resolve_device
 from .importance import predict_area, read_area
 from .package import load_package
@@ -382,7 +382,7 @@ def held_out_locations(
     chip = cfg.tile_size
     fractions = (cfg.val_fraction, cfg.test_fraction)
     if cfg.split == "blocked":
-        split = blocked_split(scene, chip, cfg.block_size or 2 * chip, fractions, cfg.seed)
+        split, _ = auto_blocked_split(scene, chip, cfg.block_size, fractions, cfg.seed)  # as train_from_stack
     else:
         split = random_split(scene, chip, fractions, cfg.seed)
 

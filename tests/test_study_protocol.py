@@ -100,10 +100,10 @@ def test_training_with_the_study_preset(training_stack, tmp_path):
         *training_stack, str(tmp_path / "s.safetensors"), cfg, bands=("RED", "GREEN", "BLUE", "LST")
     )
     card = result.card
-    assert card.normalization.method == "study" and card.training["config"]["select_by"] == "study_f1"
-    assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics["val_study"])
+    assert card.normalization.method == "study" and card.training.config["select_by"] == "study_f1"
+    assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics.val_study)
     best = max(result.history, key=lambda r: r["study_f1"])
-    assert card.training["best_epoch"] == best["epoch"] and len(result.history) == 2
+    assert card.training.best_epoch == best["epoch"] and len(result.history) == 2
 
 
 def test_comparison_models_are_built_as_the_study_built_them():
@@ -189,12 +189,12 @@ def test_the_authors_zenodo_layout_trains_and_evaluates_as_it_is(tmp_path):
     cfg = study_preset(encoder="tiny", decoder_dim=16, epochs=1, batch_size=4, chips_per_epoch=8, device="cpu")
     result = train_from_manifest(str(manifest), str(tmp_path / "zenodo.safetensors"), cfg)
     card = result.card
-    assert card.bands == PAPER and card.tile_size == 64 and card.training["split"]["chips"] == {
+    assert card.bands == PAPER and card.tile_size == 64 and card.training.split["chips"] == {
         "train": 6, "val": 3, "test": 3
     }  # fmt: skip
     assert card.normalization.method == "study" and card.normalization.rgb_divisor == 255.0  # 8-bit RGB: / 255
-    assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics["test_study"])
-    assert len(card.metrics["test_chips"]) == 3  # per-chip counts kept for bootstrap intervals
+    assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics.test_study)
+    assert len(card.metrics.test_chips) == 3  # per-chip counts kept for bootstrap intervals
 
     # Their split spellings are accepted; an unknown one or a missing file is named, never guessed.
     text = manifest.read_text(encoding="utf-8")
