@@ -295,6 +295,7 @@ def polygonize(
     opts: PolygonizeOptions = PolygonizeOptions(),
     stack_path: str | None = None,
     layer_name: str = "thaw_slumps",
+    probability_path: str | None = None,
     progress: Callable[[float], None] | None = None,
     is_canceled: Callable[[], bool] | None = None,
 ) -> int:
@@ -306,6 +307,9 @@ def polygonize(
     counted exactly from the pixels, otherwise measured on each polygon (in the local UTM zone for a
     geographic grid).
 
+    With `probability_path`, `raster_path` is the mask thresholded from that probability raster (same grid): the
+    objects come from the mask, prob_mean and prob_max from the probability.
+
     Returns:
         The number of polygons written.
 
@@ -316,6 +320,11 @@ def polygonize(
     """
     progress, is_canceled = progress or (lambda _p: None), is_canceled or (lambda: False)
     det = read_detections(raster_path, opts.threshold)
+    if probability_path:
+        prob = read_detections(probability_path).probability
+        if prob is None or prob.shape != det.binary.shape:
+            raise RtsFusionError(f"'{probability_path}' is not a probability raster on the grid of '{raster_path}'.")
+        det.probability = prob
     labels, n = label_objects(det, opts)
     progress(20)
     ids = np.arange(1, n + 1)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingMultiStepFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -17,11 +13,10 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
-from ..core.polygons import PolygonizeOptions, polygonize
-from ..core.stack import build_fused_stack
+from ..core.errors import RtsFusionError
+from ..pipeline.map_slumps import MapInputs, MapOptions, MapOutputs, map_slumps
 from .common import optional_number, require_deep_learning, run_core, style_on_load
 from .fusion_inputs import FusionInputsAlgorithm
-from .polygonize import write_vector_output
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -85,66 +80,42 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         )
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of slumps"))
 
-    @staticmethod
-    def _check_canceled(feedback) -> None:
-        if feedback.isCanceled():
-            raise QgsProcessingException("Cancelled by the user; outputs were removed.")
+    def map_job(self, parameters, context) -> tuple[MapInputs, str, MapOutputs, MapOptions]:
+        """What the pipeline needs for these parameters: inputs, model package path, outputs and options.
+
+        Used by processAlgorithm and by the panel's worker process, so both read the parameters the same way.
+        """
+        inputs, grid, radius = self.read_inputs(parameters, context)
+        try:
+            options = MapOptions(
+                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                threshold=optional_number(self, parameters, self.THRESHOLD, context),
+                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            )
+        except RtsFusionError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        outputs = MapOutputs(
+            stack=self.parameterAsOutputLayer(parameters, self.STACK, context),
+            probability=self.parameterAsOutputLayer(parameters, self.PROBABILITY, context),
+            mask=self.parameterAsOutputLayer(parameters, self.MASK, context),
+            polygons=self.parameterAsOutputLayer(parameters, self.POLYGONS, context),
+        )
+        model = self.parameterAsFile(parameters, self.MODEL, context)
+        return MapInputs(inputs, grid, radius), model, outputs, options
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
-        from ..models.inference import InferenceOptions, predict_stack
-        from ..models.package import load_package
-
-        steps = QgsProcessingMultiStepFeedback(3, feedback)
-        if feedback.isCanceled():  # cancelled before the run started: the step feedback does not know it yet
-            steps.cancel()
-        try:
-            model, card = load_package(self.parameterAsFile(parameters, self.MODEL, context))
-        except ValueError as exc:
-            raise QgsProcessingException(str(exc)) from exc
-        feedback.pushInfo(f"Model needs {len(card.bands)} bands: {', '.join(card.bands)}")
-        feedback.pushInfo(f"From the inputs: {'; '.join(card.needed_inputs())}")
-        inputs, grid, radius = self.read_inputs(parameters, context)
-        stack = self.parameterAsOutputLayer(parameters, self.STACK, context)
-        run_core(
-            steps,
-            build_fused_stack,
-            inputs,
-            card.bands,
-            stack,
-            grid_options=grid,
-            terrain_radius_m=radius,
-            log=feedback.pushInfo,
-        )
-        threshold = optional_number(self, parameters, self.THRESHOLD, context)
-        prob = self.parameterAsOutputLayer(parameters, self.PROBABILITY, context)
-        mask = self.parameterAsOutputLayer(parameters, self.MASK, context)
-        output = self.parameterAsOutputLayer(parameters, self.POLYGONS, context)
-        gpkg = output if output.lower().endswith(".gpkg") else os.path.splitext(output)[0] + "_tmp.gpkg"
-        try:
-            self._check_canceled(feedback)
-            steps.setCurrentStep(1)
-            options = InferenceOptions(
-                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)], threshold=threshold
-            )
-            run_core(steps, predict_stack, model, card, stack, prob, mask, options, log=feedback.pushInfo)
-            self._check_canceled(feedback)
-            steps.setCurrentStep(2)
-            opts = PolygonizeOptions(
-                threshold=card.threshold if threshold is None else threshold,
-                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-                fill_holes_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context) / 2,
-            )
-            count = run_core(steps, polygonize, prob, gpkg, opts, stack_path=stack)
-        except QgsProcessingException:
-            if feedback.isCanceled():  # a cancelled run leaves nothing behind, not even its finished stack
-                for path in {stack, prob, mask, gpkg}:
-                    with contextlib.suppress(OSError):
-                        os.remove(path)
-            raise
-        write_vector_output(gpkg, output)
-        feedback.pushInfo(f"{count} thaw slumps mapped.")
-        style_on_load(context, prob, "probability")
-        style_on_load(context, mask, "mask")
-        style_on_load(context, output, "slumps")
-        return {self.STACK: stack, self.PROBABILITY: prob, self.MASK: mask, self.POLYGONS: output, "COUNT": count}
+        inputs, model, outputs, options = self.map_job(parameters, context)
+        result = run_core(feedback, map_slumps, inputs, model, outputs, options, log=feedback.pushInfo)
+        for warning in result.warnings:
+            feedback.reportError(warning, fatalError=False)
+        style_on_load(context, result.probability, "probability")
+        style_on_load(context, result.mask, "mask")
+        style_on_load(context, result.polygons, "slumps")
+        return {
+            self.STACK: result.stack,
+            self.PROBABILITY: result.probability,
+            self.MASK: result.mask,
+            self.POLYGONS: result.polygons,
+            "COUNT": result.count,
+        }

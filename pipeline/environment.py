@@ -1,0 +1,113 @@
+"""Python path set-up for the plugin's private package folder, and a check that the deep-learning stack imports.
+
+Standard library only: QGIS's Python, the worker process and the installer's own check run this file before
+anything heavy is imported (it also runs as a script: ``python environment.py --check FOLDER`` prints a JSON
+report). The folder goes before the interpreter's site-packages/dist-packages, so that what the installer put
+there (a current sympy for torch, say) wins over older system copies; the installer never puts numpy, GDAL or
+Qt there (see NEVER_PRIVATE), so QGIS's own builds of those stay in use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+# Top-level names the private folder must never hold: QGIS's numpy, GDAL and Qt bindings are built together.
+NEVER_PRIVATE = ("numpy", "osgeo", "GDAL", "gdal", "PyQt5", "PyQt6", "sip", "qgis", "rasterio")
+# What the deep-learning algorithms import; the check imports each (and the names in PROBES).
+REQUIRED = ("torch", "transformers", "safetensors", "skimage")
+PROBES = {"transformers": "from transformers import SegformerConfig, SegformerModel"}
+SYSTEM = ("numpy", "osgeo.gdal", "rasterio", "scipy")
+
+
+def _is_site_dir(path: str) -> bool:
+    name = os.path.basename(os.path.normpath(path)) if path else ""
+    return name in ("site-packages", "dist-packages")
+
+
+def prepend_deps_folder(folder: str, path: list[str] | None = None) -> bool:
+    """Put `folder` on the module search path just before the first site-packages/dist-packages entry.
+
+    Args:
+        folder: the private package folder.
+        path: the list to edit (default sys.path).
+
+    Returns:
+        Whether the folder exists (and is now on the path).
+
+    """
+    path = sys.path if path is None else path
+    if not os.path.isdir(folder):
+        return False
+    folder = os.path.abspath(folder)
+    path[:] = [p for p in path if os.path.abspath(p or ".") != folder or not p]
+    index = next((i for i, p in enumerate(path) if _is_site_dir(p)), len(path))
+    path.insert(index, folder)
+    importlib.invalidate_caches()
+    return True
+
+
+def private_top_level_names(folder: str) -> list[str]:
+    """Importable top-level names a folder holds (packages and modules, not metadata)."""
+    if not os.path.isdir(folder):
+        return []
+    names = set()
+    for entry in os.listdir(folder):
+        if entry.endswith((".dist-info", ".egg-info", ".pth")) or entry in ("bin", "__pycache__", "share"):
+            continue
+        stem = entry.split(".")[0]
+        if stem.isidentifier():
+            names.add(stem)
+    return sorted(names)
+
+
+def import_report(folder: str | None = None) -> dict:
+    """Import the deep-learning stack (after applying `folder`) and the system geodata stack; say what fails.
+
+    Returns:
+        {"python": executable, "version": "3.x.y", "folder": folder,
+         "modules": {name: {"version", "file"} or {"error"}}, "ok": bool,
+         "problems": [messages a user can act on]}
+
+    """
+    if folder:
+        prepend_deps_folder(folder)
+    modules: dict[str, dict] = {}
+    problems: list[str] = []
+    for name in (*REQUIRED, *SYSTEM):
+        try:
+            module = importlib.import_module(name)
+            if name in PROBES:
+                exec(PROBES[name], {})  # noqa: S102 - a fixed statement: the classes the models build on
+            modules[name] = {
+                "version": str(getattr(module, "__version__", "") or getattr(module, "VersionInfo", lambda: "?")()),
+                "file": getattr(module, "__file__", "") or "",
+            }
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            modules[name] = {"error": f"{exc.__class__.__name__}: {exc}"}
+            problems.append(f"{name} does not import: {exc.__class__.__name__}: {exc}")
+    if folder:
+        private = os.path.abspath(folder) + os.sep
+        for name in NEVER_PRIVATE:
+            file = modules.get(name, {}).get("file", "")
+            if file and os.path.abspath(file).startswith(private):
+                problems.append(f"{name} is loaded from the plugin's folder {folder}, not from QGIS: remove it there.")
+    return {
+        "python": sys.executable,
+        "version": ".".join(map(str, sys.version_info[:3])),
+        "folder": folder,
+        "modules": modules,
+        "ok": not problems,
+        "problems": problems,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (2, 3) or sys.argv[1] != "--check":
+        sys.stderr.write("usage: environment.py --check [FOLDER]\n")
+        sys.exit(2)
+    report = import_report(sys.argv[2] if len(sys.argv) == 3 else None)
+    sys.stdout.write("RTSFUSION-CHECK " + json.dumps(report) + "\n")
+    sys.exit(0 if report["ok"] else 1)

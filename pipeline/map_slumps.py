@@ -1,0 +1,302 @@
+"""Map one unit: align and fuse the sources, detect slumps, threshold once, polygonise the mask.
+
+This is the one implementation behind the "Map thaw slumps" algorithm, the panel's worker process and (later)
+region mapping: everything a run needs comes in as frozen dataclasses, progress and cancel go through plain
+callables, and the result is a frozen dataclass. No QGIS here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import OperationCanceled, RtsFusionError
+from ..core.polygons import PolygonizeOptions, polygonize
+from ..core.stack import FusionInputs, GridOptions, build_fused_stack
+
+if TYPE_CHECKING:
+    from ..models.card import ModelCard
+
+ProgressFn = Callable[[float], None]
+CancelFn = Callable[[], bool]
+LogFn = Callable[[str], None]
+
+# Share of the overall progress given to each stage (fusing, detection, polygonising).
+STAGES = (("Align and fuse", 35.0), ("Detect", 55.0), ("Polygonise", 10.0))
+
+
+@dataclass(frozen=True)
+class MapInputs:
+    """The source layers of one unit and the grid they are aligned onto.
+
+    Attributes:
+        fusion: optical, thermal, DEM (and optional series, FTI, valid mask) and how to read them.
+        grid: target CRS, pixel size and extent overrides (default: the optical layer's grid, common area).
+        terrain_radius_m: neighbourhood radius of the TPI/TRI features, in metres.
+
+    """
+
+    fusion: FusionInputs
+    grid: GridOptions = field(default_factory=GridOptions)
+    terrain_radius_m: float = 100.0
+
+
+@dataclass(frozen=True)
+class MapOutputs:
+    """Where one run writes: the fused stack, probability and mask GeoTIFFs and the polygon layer.
+
+    The polygon layer is written as a GeoPackage; any other extension (.shp, .geojson …) is converted from it.
+    """
+
+    stack: str
+    probability: str
+    mask: str
+    polygons: str
+    layer_name: str = "thaw_slumps"
+
+    def paths(self) -> tuple[str, ...]:
+        """Every output file path."""
+        return (self.stack, self.probability, self.mask, self.polygons)
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """Detection and cleaning settings (None = from the model card).
+
+    Attributes:
+        device: "auto", "cpu" or "cuda".
+        threshold: probability at or above which a pixel is a slump; None uses the model's.
+        min_area_m2: drop slumps smaller than this.
+        fill_holes_m2: fill holes smaller than this inside slumps; None is half the minimum area.
+        batch_size: tiles per forward pass.
+        tta: average over flips (test-time augmentation, 4× the compute).
+
+    """
+
+    device: str = "auto"
+    threshold: float | None = None
+    min_area_m2: float = 1000.0
+    fill_holes_m2: float | None = None
+    batch_size: int = 4
+    tta: bool = False
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise RtsFusionError(f"The device must be auto, cpu or cuda, not {self.device!r}.")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise RtsFusionError(f"The threshold must lie between 0 and 1, not {self.threshold:g}.")
+        if self.min_area_m2 < 0:
+            raise RtsFusionError(f"The minimum slump area cannot be negative ({self.min_area_m2:g} m²).")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model package already loaded (reused across units instead of reading the file each time)."""
+
+    model: Any
+    card: ModelCard
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """What a run wrote and found.
+
+    Attributes:
+        stack, probability, mask, polygons: the output paths.
+        count: number of slump polygons.
+        threshold: the decision threshold the mask was made with.
+        bands: the stack's bands (the model's, in its order).
+        tiles: number of detection tiles.
+        device: the device detection ran on.
+        slump_pixels, valid_pixels: mask pixels that are slumps, and that hold data.
+        warnings: anything that makes the result less trustworthy (e.g. a pixel size unlike the model's).
+
+    """
+
+    stack: str
+    probability: str
+    mask: str
+    polygons: str
+    count: int
+    threshold: float
+    bands: tuple[str, ...]
+    tiles: int
+    device: str
+    slump_pixels: int
+    valid_pixels: int
+    warnings: tuple[str, ...] = ()
+
+
+def load_model(path: str, device: str = "cpu") -> LoadedModel:
+    """Load a model package, its problems raised as RtsFusionError naming the file.
+
+    Raises:
+        RtsFusionError: unreadable, altered or invalid package.
+
+    """
+    from ..models.package import load_package
+
+    try:
+        model, card = load_package(path, device=device)
+    except ValueError as exc:  # ModelPackageError and card validation
+        raise RtsFusionError(str(exc)) from exc
+    return LoadedModel(model, card, path)
+
+
+class _Stages:
+    """Maps each stage's 0–100 progress onto its share of the whole run, and checks cancellation between."""
+
+    def __init__(self, progress: ProgressFn, is_canceled: CancelFn, log: LogFn) -> None:
+        self.progress, self.is_canceled, self.log = progress, is_canceled, log
+        self.base = 0.0
+        self.share = 0.0
+
+    def start(self, index: int) -> ProgressFn:
+        if self.is_canceled():
+            raise OperationCanceled("Cancelled by the user.")
+        self.base = sum(s for _, s in STAGES[:index])
+        self.share = STAGES[index][1]
+        self.log(f"{STAGES[index][0]}…")
+        self.progress(self.base)
+        return lambda p: self.progress(self.base + self.share * min(max(p, 0.0), 100.0) / 100.0)
+
+
+def _write_vector(gpkg: str, destination: str) -> None:
+    """Convert the GeoPackage to the destination's format (by extension) and remove the GeoPackage."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    try:
+        gdal.VectorTranslate(destination, gpkg)
+    except RuntimeError as exc:
+        raise RtsFusionError(f"Cannot write the slump polygons to '{destination}': {exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(gpkg)
+
+
+def map_slumps(
+    inputs: MapInputs,
+    package: str | LoadedModel,
+    outputs: MapOutputs,
+    options: MapOptions = MapOptions(),
+    progress: ProgressFn | None = None,
+    is_canceled: CancelFn | None = None,
+    log: LogFn | None = None,
+) -> MapResult:
+    """Map thaw slumps in one unit: fused stack → probability → mask (thresholded once) → polygons.
+
+    The stack holds exactly the features the model's card asks for, in its order. The mask is the only
+    thresholding: the polygons are made from it, with the probability used for their prob_mean/prob_max
+    attributes and the stack for the terrain and thermal ones.
+
+    Args:
+        inputs: the source layers and target grid.
+        package: a model package path, or a LoadedModel to reuse.
+        outputs: where to write.
+        options: detection and cleaning settings.
+        progress: called with the overall 0–100.
+        is_canceled: polled inside every stage; a cancelled run removes every file it wrote.
+        log: receives progress messages and warnings.
+
+    Returns:
+        The outputs and what was found.
+
+    Raises:
+        RtsFusionError: inputs or a model that cannot produce the map, explained.
+        OperationCanceled: cancelled by the user; nothing this run wrote is left behind.
+
+    """
+    progress = progress or (lambda _p: None)
+    is_canceled = is_canceled or (lambda: False)
+    log = log or (lambda _m: None)
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        if message.lower().startswith("warning"):
+            warnings.append(message)
+        log(message)
+
+    stages = _Stages(progress, is_canceled, log)
+    loaded = package if isinstance(package, LoadedModel) else load_model(package)
+    card = loaded.card
+    log(f"Model needs {len(card.bands)} bands: {', '.join(card.bands)}")
+    log(f"From the inputs: {'; '.join(card.needed_inputs())}")
+    gpkg = outputs.polygons
+    if not gpkg.lower().endswith(".gpkg"):
+        gpkg = os.path.splitext(outputs.polygons)[0] + "_tmp.gpkg"
+    written: list[str] = []
+    try:
+        step = stages.start(0)
+        written.append(outputs.stack)
+        build_fused_stack(
+            inputs.fusion,
+            card.bands,
+            outputs.stack,
+            grid_options=inputs.grid,
+            terrain_radius_m=inputs.terrain_radius_m,
+            progress=step,
+            is_canceled=is_canceled,
+            log=note,
+        )
+        step = stages.start(1)
+        from ..models.inference import InferenceOptions, predict_stack
+
+        written += [outputs.probability, outputs.mask]
+        detected = predict_stack(
+            loaded.model,
+            card,
+            outputs.stack,
+            outputs.probability,
+            outputs.mask,
+            InferenceOptions(
+                device=options.device, batch_size=options.batch_size, threshold=options.threshold, tta=options.tta
+            ),
+            progress=step,
+            is_canceled=is_canceled,
+            log=note,
+        )
+        threshold = card.threshold if options.threshold is None else options.threshold
+        step = stages.start(2)
+        written.append(gpkg)
+        holes = options.min_area_m2 / 2 if options.fill_holes_m2 is None else options.fill_holes_m2
+        count = polygonize(
+            outputs.mask,
+            gpkg,
+            PolygonizeOptions(min_area_m2=options.min_area_m2, fill_holes_m2=holes),
+            stack_path=outputs.stack,
+            layer_name=outputs.layer_name,
+            probability_path=outputs.probability,
+            progress=step,
+            is_canceled=is_canceled,
+        )
+        if gpkg != outputs.polygons:
+            written.append(outputs.polygons)
+            _write_vector(gpkg, outputs.polygons)
+    except BaseException:
+        # A failed or cancelled run leaves none of its outputs, not even a finished stack: a partial set would
+        # look like a result.
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise
+    progress(100.0)
+    log(f"{count} thaw slumps mapped.")
+    return MapResult(
+        stack=outputs.stack,
+        probability=outputs.probability,
+        mask=outputs.mask,
+        polygons=outputs.polygons,
+        count=count,
+        threshold=float(threshold),
+        bands=tuple(card.bands),
+        tiles=detected.tiles,
+        device=detected.device,
+        slump_pixels=detected.slump_pixels,
+        valid_pixels=detected.valid_pixels,
+        warnings=tuple(warnings),
+    )
