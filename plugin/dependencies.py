@@ -1,18 +1,29 @@
 """The deep-learning dependencies inside QGIS: check, install into a plugin-owned folder, diagnose.
 
 torch, transformers, safetensors and scikit-image are installed by QGIS's own Python with pip into
-`<QGIS profile folder>/rts_fusion/site-packages`, which the plugin adds to `sys.path` when it loads. numpy is
-pinned to the version QGIS already uses, so the GDAL bindings built against it keep working.
+`<QGIS profile folder>/rts_fusion/site-packages`, which the plugin puts on `sys.path` before the system's
+site-packages/dist-packages when it loads (pipeline/environment.py), so what it installed wins over older system
+copies (Debian's sympy, say). numpy is pinned to the version QGIS uses while resolving, then removed from the
+folder with everything else QGIS must keep its own build of (numpy, GDAL, Qt): those always come from QGIS.
+
+pip installs into a staging folder beside the target; only when pip succeeds and the stack really imports from
+it in a fresh QGIS Python is it moved into place, so a failed install leaves nothing that looks "present".
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from ..pipeline.environment import NEVER_PRIVATE, prepend_deps_folder
 
 TORCH_VERSION = "2.13.0"
 TORCH_INDEX = "https://download.pytorch.org/whl/{build}"
@@ -33,13 +44,8 @@ def deps_folder() -> str:
 
 
 def add_deps_folder_to_path(folder: str | None = None) -> bool:
-    """Put the dependency folder on sys.path (once) when it exists; returns whether it is there."""
-    folder = folder or deps_folder()
-    if not os.path.isdir(folder):
-        return False
-    if folder not in sys.path:
-        sys.path.append(folder)  # after QGIS's own packages: never shadow what QGIS ships
-    return True
+    """Put the dependency folder on sys.path before site-packages (once) when it exists; returns whether it is."""
+    return prepend_deps_folder(folder or deps_folder())
 
 
 @dataclass
@@ -85,20 +91,83 @@ def check_dependencies() -> DependencyStatus:
     return status
 
 
+def python_candidates(prefix: str, version: tuple[int, int], windows: bool) -> list[str]:
+    """Where an interpreter of `version` lives under an installation prefix, most specific name first."""
+    major, minor = version
+    if windows:  # OSGeo4W and the standalone installer: <root>\apps\Python3xx\python.exe is sys.prefix
+        return [os.path.join(prefix, "python.exe"), os.path.join(prefix, "python3.exe")]
+    names = (f"python{major}.{minor}", f"python{major}", "python")
+    return [os.path.join(prefix, "bin", n) for n in names]
+
+
+def probe_python(path: str) -> tuple[tuple[int, int], str] | None:
+    """(version, prefix) an interpreter reports, or None when it does not run."""
+    try:
+        out = subprocess.run(
+            [path, "-c", "import sys; print(sys.version_info[0], sys.version_info[1], sys.prefix)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.split(maxsplit=2)
+        return (int(out[0]), int(out[1])), out[2].strip()
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def choose_python(
+    executable: str,
+    prefix: str,
+    exec_prefix: str,
+    version: tuple[int, int],
+    windows: bool,
+    probe: Callable[[str], tuple[tuple[int, int], str] | None] | None = probe_python,
+) -> str | None:
+    """The interpreter that belongs to the running QGIS Python: same version, same prefix.
+
+    sys.executable cannot be trusted: it is the QGIS binary on Windows and macOS and may be a shim of another
+    Python on PATH on Linux. Candidates are sys.executable when it is named like a Python and lives under the
+    prefix, then the usual names under sys.exec_prefix and sys.prefix. Each existing candidate is run (`probe`) and
+    kept only if it reports the same major.minor version and the same prefix.
+
+    Returns:
+        The interpreter's path, or None when none matches.
+
+    """
+    seen: list[str] = []
+    base = os.path.basename(executable).lower()
+    roots = [os.path.normcase(os.path.abspath(p)) for p in (prefix, exec_prefix)]
+    under_prefix = any(os.path.normcase(os.path.abspath(executable)).startswith(r + os.sep) for r in roots)
+    if executable and base.startswith("python") and not base.startswith("pythonw") and under_prefix:
+        seen.append(executable)
+    for root in dict.fromkeys((exec_prefix, prefix)):
+        seen += python_candidates(root, version, windows)
+    want = os.path.normcase(os.path.realpath(prefix))
+    for path in dict.fromkeys(seen):
+        if not os.path.isfile(path):
+            continue
+        if probe is None:
+            return path
+        found = probe(path)
+        if found and found[0] == version and os.path.normcase(os.path.realpath(found[1])) == want:
+            return path
+    return None
+
+
 def qgis_python() -> str:
-    """The Python interpreter of this QGIS (sys.executable is the QGIS binary on some platforms)."""
-    exe = sys.executable or ""
-    if os.path.basename(exe).lower().startswith("python"):
-        return exe
-    candidates = [
-        os.path.join(sys.exec_prefix, "python.exe"),  # Windows (OSGeo4W / standalone installer)
-        os.path.join(sys.exec_prefix, "bin", f"python{sys.version_info.major}.{sys.version_info.minor}"),
-        os.path.join(sys.exec_prefix, "bin", "python3"),  # macOS bundle, Linux
-    ]
-    for c in candidates:
-        if os.path.isfile(c):
-            return c
-    return shutil.which("python3") or "python3"
+    """QGIS's own Python interpreter (for pip, the import check and the worker process).
+
+    Raises:
+        RuntimeError: no interpreter of this QGIS's version and prefix was found (names where it looked).
+
+    """
+    found = choose_python(sys.executable or "", sys.prefix, sys.exec_prefix, sys.version_info[:2], os.name == "nt")
+    if found is None:
+        raise RuntimeError(
+            f"Cannot find QGIS's Python {sys.version_info[0]}.{sys.version_info[1]} under {sys.exec_prefix}; "
+            "install the packages by hand as the README explains."
+        )
+    return found
 
 
 def install_commands(python: str, target: str, build: str = "cpu", numpy_version: str | None = None) -> list[list[str]]:
@@ -126,6 +195,113 @@ def install_commands(python: str, target: str, build: str = "cpu", numpy_version
         [*pip, f"torch=={TORCH_VERSION}", pin, "--index-url", TORCH_INDEX.format(build=build)],
         [*pip, *OTHER_REQUIREMENTS, pin],
     ]
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    """One installation: pip commands that fill a staging folder beside the target, moved into place on success."""
+
+    python: str
+    target: str
+    staging: str
+    commands: tuple[tuple[str, ...], ...]
+
+
+def plan_install(python: str, target: str, build: str = "cpu", numpy_version: str | None = None) -> InstallPlan:
+    """Create the staging folder (beside `target`, same file system) and the pip commands that fill it.
+
+    Raises:
+        ValueError: an unknown build.
+
+    """
+    commands = install_commands(python, "", build, numpy_version)  # validates the build before touching disk
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".site-packages-installing-", dir=parent)
+    commands = install_commands(python, staging, build, numpy_version)
+    return InstallPlan(python, target, staging, tuple(tuple(c) for c in commands))
+
+
+def prune_never_private(folder: str) -> list[str]:
+    """Remove what QGIS must keep its own build of (numpy, GDAL, Qt …) from a folder; returns what went."""
+    removed = []
+    for entry in sorted(os.listdir(folder)):
+        if entry.split("-")[0].split(".")[0] in NEVER_PRIVATE:
+            path = os.path.join(folder, entry)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            removed.append(entry)
+    return removed
+
+
+CHECK_MARK = "RTSFUSION-CHECK "
+
+
+def check_command(python: str, folder: str | None) -> list[str]:
+    """The command that imports the stack in a fresh interpreter with the plugin's path set-up for `folder`."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipeline", "environment.py")
+    return [python, script, "--check", *([folder] if folder else [])]
+
+
+def parse_check(output: str, exit_code: int | None = None) -> dict:
+    """The report printed by the check command; a crash (no report) becomes a failed report naming the exit."""
+    for line in reversed(output.splitlines()):
+        if line.startswith(CHECK_MARK):
+            return json.loads(line[len(CHECK_MARK) :])
+    tail = " ".join(output.strip().splitlines()[-3:])
+    return {"ok": False, "modules": {}, "problems": [f"The import check crashed (exit code {exit_code}): {tail}"]}
+
+
+def check_folder(python: str, folder: str | None, timeout: float = 600) -> dict:
+    """Import the deep-learning stack from `folder` in a separate QGIS Python (a crash cannot hurt QGIS)."""
+    try:
+        done = subprocess.run(check_command(python, folder), capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"ok": False, "modules": {}, "problems": [f"The import check could not run: {exc}"]}
+    return parse_check(done.stdout + done.stderr, done.returncode)
+
+
+def commit_install(plan: InstallPlan, report: dict) -> list[str]:
+    """Move the staging folder into place when the check passed, else remove it; returns the problems.
+
+    The earlier installation is replaced only after the new one imports.
+    """
+    if not report.get("ok"):
+        shutil.rmtree(plan.staging, ignore_errors=True)
+        return list(report.get("problems") or ["The installed packages do not import."])
+    old = None
+    try:
+        if os.path.exists(plan.target):
+            old = tempfile.mkdtemp(prefix=".site-packages-old-", dir=os.path.dirname(plan.target))
+            os.rmdir(old)
+            os.replace(plan.target, old)
+        os.replace(plan.staging, plan.target)
+    except OSError as exc:
+        if old and not os.path.exists(plan.target):
+            os.replace(old, plan.target)  # put the earlier installation back
+            old = None
+        shutil.rmtree(plan.staging, ignore_errors=True)
+        return [f"Cannot move the new packages into {plan.target} ({exc}); restart QGIS and install again."]
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+    return []
+
+
+def install(plan: InstallPlan, log: Callable[[str], None] = print) -> list[str]:
+    """Run a plan without Qt (tests, scripts): pip commands, prune, import check, move into place.
+
+    Returns:
+        The problems (empty: installed and importing).
+
+    """
+    for cmd in plan.commands:
+        log("$ " + " ".join(cmd))
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        log(done.stdout[-4000:] + done.stderr[-4000:])
+        if done.returncode != 0:
+            shutil.rmtree(plan.staging, ignore_errors=True)
+            return [f"pip failed (exit code {done.returncode}); see the log."]
+    log(f"Removed from the folder (QGIS keeps its own): {', '.join(prune_never_private(plan.staging)) or 'nothing'}")
+    return commit_install(plan, check_folder(plan.python, plan.staging))
 
 
 def diagnostics() -> str:
@@ -200,52 +376,67 @@ def make_install_dialog(parent=None):
             layout.addWidget(self.log)
             self.result_label = QLabel("")
             layout.addWidget(self.result_label)
-            buttons = QDialogButtonBox(QDialogButtonBox.Close)
+            buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
             self.install_button = QPushButton("Install")
-            buttons.addButton(self.install_button, QDialogButtonBox.ActionRole)
+            buttons.addButton(self.install_button, QDialogButtonBox.ButtonRole.ActionRole)
             buttons.rejected.connect(self.reject)
             self.install_button.clicked.connect(self.start)
             layout.addWidget(buttons)
             self.process: QProcess | None = None
-            self.queue: list[list[str]] = []
+            self.plan: InstallPlan | None = None
+            self.queue: list[tuple[str, ...]] = []
+            self.output = ""
+            self.checking = False
             self.failed = False
-
-        def commands(self) -> list[list[str]]:
-            return install_commands(qgis_python(), deps_folder(), self.build.currentData())
 
         def start(self) -> None:
-            os.makedirs(deps_folder(), exist_ok=True)
-            self.queue = self.commands()
-            self.failed = False
+            try:
+                self.plan = plan_install(qgis_python(), deps_folder(), self.build.currentData())
+            except (RuntimeError, OSError) as exc:
+                self.result_label.setText(f"Cannot install: {exc}")
+                return
+            self.queue = list(self.plan.commands)
+            self.failed = self.checking = False
             self.install_button.setEnabled(False)
             self.result_label.setText("Installing…")
             self._next()
 
-        def _next(self) -> None:
-            if not self.queue:
-                add_deps_folder_to_path()
-                importlib.invalidate_caches()
-                missing = check_dependencies().missing
-                self.result_label.setText(
-                    "Installed. Restart QGIS to use detection and training."
-                    if not missing
-                    else f"Installed, but these still do not import: {', '.join(missing)}. See the log."
-                )
-                self.install_button.setEnabled(True)
-                return
-            cmd = self.queue.pop(0)
+        def _run(self, cmd: tuple[str, ...] | list[str]) -> None:
             self.log.appendPlainText("$ " + " ".join(cmd))
+            self.output = ""
             self.process = QProcess(self)
-            self.process.setProcessChannelMode(QProcess.MergedChannels)
-            self.process.readyReadStandardOutput.connect(
-                lambda: self.log.appendPlainText(bytes(self.process.readAllStandardOutput()).decode(errors="replace"))
-            )
+            self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+            self.process.readyReadStandardOutput.connect(self._read)
             self.process.finished.connect(self._finished)
             self.process.errorOccurred.connect(self._failed)
-            self.process.start(cmd[0], cmd[1:])
+            self.process.start(cmd[0], list(cmd[1:]))
+
+        def _read(self) -> None:
+            text = bytes(self.process.readAllStandardOutput()).decode(errors="replace")
+            self.output += text
+            self.log.appendPlainText(text.rstrip())
+
+        def _next(self) -> None:
+            if self.queue:
+                self._run(self.queue.pop(0))
+                return
+            removed = prune_never_private(self.plan.staging)
+            self.log.appendPlainText(f"Left to QGIS (removed from the folder): {', '.join(removed) or 'nothing'}")
+            self.result_label.setText("Checking that the packages import…")
+            self.checking = True
+            self._run(check_command(self.plan.python, self.plan.staging))
 
         def _finished(self, code: int, _status) -> None:
             if self.failed:
+                return
+            if self.checking:
+                problems = commit_install(self.plan, parse_check(self.output, code))
+                self.result_label.setText(
+                    "Installed and checked. Restart QGIS to use detection and training."
+                    if not problems
+                    else "Not installed (nothing was changed): " + " ".join(problems)
+                )
+                self.install_button.setEnabled(True)
                 return
             if code != 0:
                 self._failed(None)
@@ -255,9 +446,11 @@ def make_install_dialog(parent=None):
         def _failed(self, _error) -> None:
             self.failed = True  # errorOccurred may be followed by finished: report once
             self.queue.clear()
+            if self.plan is not None:
+                shutil.rmtree(self.plan.staging, ignore_errors=True)
             self.result_label.setText(
-                "Installation failed (see the log). QGIS is unaffected; you can install the packages by hand "
-                "as the README explains."
+                "Installation failed (see the log); nothing was changed. QGIS is unaffected; you can install the "
+                "packages by hand as the README explains."
             )
             self.install_button.setEnabled(True)
 

@@ -13,6 +13,11 @@ from ..processing_provider.common import missing_modules
 from ..processing_provider.provider import RtsFusionProvider
 from .dependencies import REQUIRED, add_deps_folder_to_path
 
+try:  # Qt6 (QGIS 4) moved QAction to QtGui
+    from qgis.PyQt.QtGui import QAction
+except ImportError:
+    from qgis.PyQt.QtWidgets import QAction
+
 PLUGIN_DIR = os.path.dirname(os.path.dirname(__file__))
 MENU = "&RTS Fusion"
 
@@ -27,6 +32,7 @@ class RtsFusionPlugin:
         self.toolbar = None
         self.dock = None
         self.deps_message = None
+        self.import_check = None
         add_deps_folder_to_path()  # packages installed by the plugin's dependency dialog
 
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API name
@@ -37,8 +43,6 @@ class RtsFusionPlugin:
     def initGui(self) -> None:  # noqa: N802 - QGIS API name
         """Register the provider, add the menu and toolbar, and say what is missing for deep learning."""
         self.initProcessing()
-        from qgis.PyQt.QtWidgets import QAction
-
         icon = QIcon(os.path.join(PLUGIN_DIR, "resources", "icon.svg"))
         window = self.iface.mainWindow()
         self.dock_action = QAction(icon, "RTS Fusion panel", window)
@@ -63,23 +67,56 @@ class RtsFusionPlugin:
         self.check_dependencies()
 
     def check_dependencies(self) -> list[str]:
-        """Show a message bar entry with an Install button when deep-learning packages are missing."""
+        """Say what deep learning lacks: missing packages at once, a broken install after a subprocess check.
+
+        Packages that cannot be found are reported immediately. When all are there, they are really imported in
+        a separate QGIS Python with the plugin's path set-up (so a broken install cannot break QGIS); a failure
+        is reported when that check finishes.
+        """
         missing = missing_modules(REQUIRED)
-        if not missing:
-            return missing
+        if missing:
+            self._show_deps_message(
+                f"Detection and training need {', '.join(missing)} in QGIS's Python. Data preparation works without."
+            )
+        else:
+            self.start_import_check()
+        return missing
+
+    def start_import_check(self) -> None:
+        """Import the deep-learning stack in a separate process; report problems when it finishes."""
+        from qgis.PyQt.QtCore import QProcess
+
+        from .dependencies import check_command, deps_folder, parse_check, qgis_python
+
+        try:
+            cmd = check_command(qgis_python(), deps_folder() if os.path.isdir(deps_folder()) else None)
+        except RuntimeError as exc:
+            self._show_deps_message(str(exc))
+            return
+        process = QProcess()
+        process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
+
+        def finished(code: int, _status) -> None:
+            report = parse_check(bytes(process.readAllStandardOutput()).decode(errors="replace"), code)
+            if not report.get("ok"):
+                problems = "; ".join(report.get("problems") or [])
+                self._show_deps_message(f"The deep-learning packages are installed but do not work: {problems}")
+            self.import_check = None
+
+        process.finished.connect(finished)
+        self.import_check = process
+        process.start(cmd[0], cmd[1:])
+
+    def _show_deps_message(self, text: str) -> None:
         from qgis.PyQt.QtWidgets import QPushButton
 
         bar = self.iface.messageBar()
-        item = bar.createMessage(
-            "RTS Fusion",
-            f"Detection and training need {', '.join(missing)} in QGIS's Python. Data preparation works without.",
-        )
+        item = bar.createMessage("RTS Fusion", text)
         button = QPushButton("Install…", item)
         button.clicked.connect(self.open_installer)
         item.layout().addWidget(button)
         self.deps_message = item
-        bar.pushWidget(item, Qgis.Warning)
-        return missing
+        bar.pushWidget(item, Qgis.MessageLevel.Warning)
 
     def show_dock(self, visible: bool = True) -> None:
         """Create the dock on first use and show or hide it."""
@@ -124,7 +161,7 @@ class RtsFusionPlugin:
         from .dependencies import diagnostics
 
         text = diagnostics()
-        box = QMessageBox(QMessageBox.Information, "RTS Fusion diagnostics", text, parent=self.iface.mainWindow())
+        box = QMessageBox(QMessageBox.Icon.Information, "RTS Fusion diagnostics", text, parent=self.iface.mainWindow())
         box.setDetailedText(text)
         box.open()
         self._diagnostics_box = box
@@ -136,6 +173,10 @@ class RtsFusionPlugin:
 
     def unload(self) -> None:
         """Remove everything the plugin added."""
+        if self.import_check is not None:
+            self.import_check.kill()
+            self.import_check.waitForFinished(1000)
+            self.import_check = None
         for action in self.actions:
             self.iface.removePluginRasterMenu(MENU, action)
         self.actions.clear()
