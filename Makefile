@@ -16,6 +16,8 @@ test: setup lint
 lint:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m flake8 plugin processing_provider
+	$(PY) scripts/check_qt6.py plugin processing_provider
 
 format:
 	$(PY) -m ruff format .

@@ -20,25 +20,24 @@ from qgis.core import (
     QgsProcessingParameterVectorLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
-from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core
+from .common import RtsAlgorithm, field_type, layer_path, require_deep_learning, run_core
 from .detect import DEVICES
 from .train import vector_path
 
 METHOD_LABELS = ("Both (saliency and permutation)", "Permutation (drop in F1 and IoU)", "Saliency (|gradient × input|)")
 FIELDS = (
-    ("rank", QVariant.Int),
-    ("method", QVariant.String),
-    ("kind", QVariant.String),
-    ("band", QVariant.String),
-    ("group", QVariant.String),
-    ("importance", QVariant.Double),
-    ("std", QVariant.Double),
-    ("f1_drop", QVariant.Double),
-    ("iou_drop", QVariant.Double),
-    ("iou_std", QVariant.Double),
-    ("samples", QVariant.Int),
+    ("rank", field_type("Int")),
+    ("method", field_type("String")),
+    ("kind", field_type("String")),
+    ("band", field_type("String")),
+    ("group", field_type("String")),
+    ("importance", field_type("Double")),
+    ("std", field_type("Double")),
+    ("f1_drop", field_type("Double")),
+    ("iou_drop", field_type("Double")),
+    ("iou_std", field_type("Double")),
+    ("samples", field_type("Int")),
 )
 
 

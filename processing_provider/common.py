@@ -142,25 +142,42 @@ def style_on_load(context: QgsProcessingContext, output: str, style: str) -> Non
     context.layerToLoadOnCompletionDetails(output).setPostProcessor(proc)
 
 
+def field_type(name: str):
+    """A QgsField type on Qt5 and Qt6: QVariant.Type.<name> (QGIS 3) or QMetaType.Type.<name> (QGIS 4).
+
+    Args:
+        name: Bool, Int, LongLong, Double or String.
+
+    """
+    from qgis.PyQt.QtCore import QT_VERSION_STR
+
+    if int(QT_VERSION_STR.split(".")[0]) >= 6:
+        from qgis.PyQt.QtCore import QMetaType
+
+        return getattr(QMetaType.Type, "QString" if name == "String" else name)
+    from qgis.PyQt.QtCore import QVariant
+
+    return getattr(QVariant.Type, name)  # noqa: QGS402 - the Qt5 (QGIS 3) branch
+
+
 def write_table(alg: QgsProcessingAlgorithm, parameters, name: str, context, rows: list[dict], columns=None) -> str:
     """Write dict rows to a geometry-less feature sink; field types from the first value that is not None."""
     from qgis.core import QgsFeature, QgsFeatureSink, QgsField, QgsFields, QgsWkbTypes
-    from qgis.PyQt.QtCore import QVariant
 
     columns = list(columns or (rows[0].keys() if rows else []))
     fields = QgsFields()
     for col in columns:
         example = next((r.get(col) for r in rows if r.get(col) is not None), "")
         kind = (
-            QVariant.Bool
+            "Bool"
             if isinstance(example, bool)
-            else QVariant.LongLong
+            else "LongLong"
             if isinstance(example, int)
-            else QVariant.Double
+            else "Double"
             if isinstance(example, float)
-            else QVariant.String
+            else "String"
         )
-        fields.append(QgsField(col, kind))
+        fields.append(QgsField(col, field_type(kind)))
     sink, dest = alg.parameterAsSink(parameters, name, context, fields, QgsWkbTypes.NoGeometry)
     if sink is None:
         raise QgsProcessingException(alg.invalidSinkError(parameters, name))

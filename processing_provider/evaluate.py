@@ -24,12 +24,11 @@ from qgis.core import (
     QgsRasterLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core import report
 from ..core.errors import RtsFusionError
 from ..core.evaluation import evaluate_detections, metric_rows, write_csv, write_matches
-from .common import RtsAlgorithm, layer_path, style_on_load
+from .common import RtsAlgorithm, field_type, layer_path, style_on_load
 from .train import vector_path
 
 
@@ -165,10 +164,10 @@ class EvaluateAlgorithm(RtsAlgorithm):
             feedback.reportError(f"Warning: {warning}", fatalError=False)
         rows = metric_rows(ev)
         fields = QgsFields()
-        fields.append(QgsField("metric", QVariant.String))
-        fields.append(QgsField("pooled", QVariant.Double))
-        fields.append(QgsField("per_chip", QVariant.Double))
-        fields.append(QgsField("note", QVariant.String))
+        fields.append(QgsField("metric", field_type("String")))
+        fields.append(QgsField("pooled", field_type("Double")))
+        fields.append(QgsField("per_chip", field_type("Double")))
+        fields.append(QgsField("note", field_type("String")))
         sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.NoGeometry)
         for row in rows:
             f = QgsFeature(fields)

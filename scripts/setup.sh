@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Take a fresh Debian 12 machine to a working RTS Fusion development environment. Idempotent.
+# Take a fresh Debian 12 or 13 machine to a working RTS Fusion development environment. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,8 +21,14 @@ fi
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# numpy stays the version Debian's GDAL/rasterio were built against (1.24 on Debian 12, 2.x on Debian 13): read it
+# from the system's Python and hold pip to it, never a hard-coded "<2".
+NUMPY_VERSION=$(/usr/bin/python3 -c "import numpy; print(numpy.__version__)")
+CONSTRAINTS=$(mktemp)
+trap 'rm -f "$CONSTRAINTS"' EXIT
+echo "numpy==${NUMPY_VERSION}" > "$CONSTRAINTS"
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS")
 # torch first and pinned: an unpinned torch pulled in later would be a multi-GB CUDA build.
 "${PIP[@]}" "torch==2.13.0"
 "${PIP[@]}" -r requirements-dev.txt
-echo "setup: environment ready in .venv"
+echo "setup: environment ready in .venv (numpy ${NUMPY_VERSION}, the system's)"
