@@ -123,3 +123,18 @@ def test_a_crashing_check_is_a_failure():
     assert not report["ok"] and "-11" in report["problems"][0]
     with pytest.raises(ValueError, match="Unknown PyTorch build"):
         deps.plan_install(sys.executable, "/nonexistent/x", "rocm")
+
+
+def test_start_up_check_reports_a_broken_install(qgis_iface, monkeypatch, tmp_path):
+    import rts_fusion
+
+    touch(tmp_path / "safetensors" / "__init__.py")
+    (tmp_path / "safetensors" / "__init__.py").write_text("raise ImportError('broken wheel')\n")
+    monkeypatch.setattr(deps, "deps_folder", lambda: str(tmp_path))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the plugin puts the (broken) folder on this process's path
+    plugin = rts_fusion.classFactory(qgis_iface)
+    plugin.start_import_check()  # what initGui does when every package is found
+    process = plugin.import_check
+    assert process is not None and process.waitForFinished(300_000)  # emits finished: the report is handled
+    assert plugin.import_check is None and plugin.deps_message is not None
+    assert "do not work" in plugin.deps_message.text() and "broken wheel" in plugin.deps_message.text()
