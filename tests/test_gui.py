@@ -127,6 +127,8 @@ def test_no_message_when_everything_is_installed(qgis_iface, qgis_processing):
 
     plugin = rts_fusion.classFactory(qgis_iface)
     assert plugin.check_dependencies() == [] and plugin.deps_message is None
+    assert plugin.import_check.waitForFinished(300_000)  # the subprocess import check finds nothing wrong either
+    assert plugin.import_check is None and plugin.deps_message is None
 
 
 # ----- chart ---------------------------------------------------------------------------------------------------
