@@ -5,15 +5,16 @@ The parameters are those of `rtsfusion:mapslumps`, read by that algorithm's own 
 so the worker does exactly what the algorithm does (both call pipeline.map_slumps). Progress and log lines come
 back as JSON lines; cancel asks the worker to stop (it removes its outputs), and kills it after a grace period.
 
-Usage (the panel)::
+Usage (the panel) — a drop-in for ``QgsProcessingAlgRunnerTask(alg, parameters, context, feedback)``::
 
-    task = MapSlumpsWorkerTask(parameters, context)  # raises QgsProcessingException for bad parameters
-    task.progressChanged.connect(bar.setValue)
-    task.message.connect(log)
-    task.executed.connect(on_done)  # (ok, results) like QgsProcessingAlgRunnerTask; task.error says why not
+    task = MapSlumpsWorkerTask(parameters, context, feedback=feedback)  # QgsProcessingException: bad parameters
+    task.executed.connect(on_done)  # (ok, results) with the algorithm's output keys; task.error says why not
     QgsApplication.taskManager().addTask(task)
     ...
-    task.cancel()
+    feedback.cancel()  # or task.cancel()
+
+The feedback (optional) receives progress and log lines (pushInfo; warnings through reportError), and cancelling
+it cancels the run, as with Processing.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ import tempfile
 import threading
 import time
 
-from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException, QgsProject, QgsTask
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsTask,
+)
 from qgis.PyQt.QtCore import pyqtSignal
 
 from ..pipeline import worker
@@ -55,6 +63,7 @@ class MapSlumpsWorkerTask(QgsTask):
         self,
         parameters: dict,
         context: QgsProcessingContext | None = None,
+        feedback: QgsProcessingFeedback | None = None,
         python: str | None = None,
         description: str = "Map thaw slumps (worker process)",
     ) -> None:
@@ -80,6 +89,7 @@ class MapSlumpsWorkerTask(QgsTask):
             self.python = python or qgis_python()
         except RuntimeError as exc:
             raise QgsProcessingException(str(exc)) from exc
+        self.feedback = feedback
         self.results: dict = {}
         self.error = ""
         self.warnings: list[str] = []
@@ -130,7 +140,7 @@ class MapSlumpsWorkerTask(QgsTask):
                 line = None
             if line:
                 last = self._handle(line) or last
-            if self.isCanceled() and cancel_sent is None:
+            if self._canceled() and cancel_sent is None:
                 cancel_sent = time.monotonic()
                 with contextlib.suppress(OSError, ValueError):
                     proc.stdin.write("cancel\n")
@@ -145,6 +155,9 @@ class MapSlumpsWorkerTask(QgsTask):
         if "result" in last and self.exit_code == worker.DONE:
             result = last["result"]
             self.warnings = list(result.get("warnings") or [])
+            if self.feedback is not None:
+                for warning in self.warnings:
+                    self.feedback.reportError(warning, fatalError=False)
             self.results = {
                 "STACK": result["stack"],
                 "PROBABILITY": result["probability"],
@@ -167,6 +180,9 @@ class MapSlumpsWorkerTask(QgsTask):
             ).strip()
         return False
 
+    def _canceled(self) -> bool:
+        return self.isCanceled() or (self.feedback is not None and self.feedback.isCanceled())
+
     def _handle(self, line: str) -> dict | None:
         try:
             msg = json.loads(line)
@@ -175,9 +191,13 @@ class MapSlumpsWorkerTask(QgsTask):
             return None
         if "progress" in msg:
             self.setProgress(float(msg["progress"]))
+            if self.feedback is not None:
+                self.feedback.setProgress(float(msg["progress"]))
             return None
         if "log" in msg:
             self.message.emit(str(msg["log"]))
+            if self.feedback is not None:
+                self.feedback.pushInfo(str(msg["log"]))
             return None
         return msg
 
@@ -189,5 +209,7 @@ class MapSlumpsWorkerTask(QgsTask):
     def finished(self, result: bool) -> None:  # main thread
         """Report the outcome through `executed`."""
         if not result and not self.error:
-            self.error = "Cancelled by the user." if self.isCanceled() else "The run failed."
+            self.error = "Cancelled by the user." if self._canceled() else "The run failed."
+        if not result and self.feedback is not None and not self._canceled():
+            self.feedback.reportError(self.error, fatalError=True)
         self.executed.emit(bool(result), dict(self.results))

@@ -46,8 +46,9 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
             "features the model package needs (read from its card), detects slumps tile by tile, and "
             "polygonises them into an editable, attributed layer.<br><br>"
             "The source parameters are those of 'Align and fuse layers'; detection and polygonisation use the "
-            "model's tile size and threshold unless a threshold is given. Outputs: the fused stack, the slump "
-            "probability, the mask and the polygons."
+            "model's tile size and threshold unless a threshold is given; the mask is the only thresholding and the "
+            "polygons are made from it (with the probability's mean and maximum as attributes). Outputs: the fused "
+            "stack, the slump probability, the mask and the polygons. A failed or cancelled run removes what it wrote."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name

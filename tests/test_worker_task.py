@@ -4,7 +4,7 @@ import os
 import sys
 
 import pytest
-from qgis.core import QgsProcessingException
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
 from rts_fusion.plugin.worker_task import MapSlumpsWorkerTask
 
 
@@ -46,8 +46,9 @@ def test_worker_task_maps_like_the_algorithm(provider, training_stack, tiny_mode
 
 def test_worker_task_cancel_and_crash_leave_nothing(provider, training_stack, tiny_model, tmp_path):
     params = scene_parameters(training_stack, tiny_model, tmp_path)
-    task = MapSlumpsWorkerTask(params, python=sys.executable)
-    task.progressChanged.connect(lambda p: p > 5 and task.cancel())
+    feedback = QgsProcessingFeedback()  # cancelled like a Processing run: the panel's drop-in use
+    task = MapSlumpsWorkerTask(params, feedback=feedback, python=sys.executable)
+    feedback.progressChanged.connect(lambda p: p > 5 and feedback.cancel())
     ok, _ = run_sync(task)
     assert not ok and "Cancelled" in task.error
     assert not any(os.path.exists(params[k]) for k in ("STACK", "PROBABILITY", "MASK", "POLYGONS"))
