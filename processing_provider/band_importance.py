@@ -82,33 +82,35 @@ class BandImportanceAlgorithm(RtsAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "Fused stack"))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                self.TRUTH, "Ground-truth slump polygons", [QgsProcessing.TypeVectorPolygon]
+                self.TRUTH, "Ground-truth slump polygons", [QgsProcessing.SourceType.TypeVectorPolygon]
             )
         )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                self.AOI, "Area of interest", [QgsProcessing.TypeVectorPolygon], optional=True
+                self.AOI, "Area of interest", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(QgsProcessingParameterEnum(self.METHOD, "Method", list(METHOD_LABELS), defaultValue=0))
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.REPEATS, "Permutations per band", QgsProcessingParameterNumber.Integer, 3, False, 1, 50
+                self.REPEATS, "Permutations per band", QgsProcessingParameterNumber.Type.Integer, 3, False, 1, 50
             )
         )
         self.addParameter(
-            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0, False, 0)
+            QgsProcessingParameterNumber(
+                self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 0, False, 0
+            )
         )
         self.addParameter(
             QgsProcessingParameterEnum(self.DEVICE, "Device", ["Auto (CUDA if present)", "CPU", "CUDA"], defaultValue=0)
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.BATCH_SIZE, "Batch size (tiles)", QgsProcessingParameterNumber.Integer, 4, False, 1, 256
+                self.BATCH_SIZE, "Batch size (tiles)", QgsProcessingParameterNumber.Type.Integer, 4, False, 1, 256
             )
         )
         self.addParameter(
-            QgsProcessingParameterFeatureSink(self.OUTPUT, "Band importance table", QgsProcessing.TypeVector)
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Band importance table", QgsProcessing.SourceType.TypeVector)
         )
         self.addParameter(
             QgsProcessingParameterFileDestination(self.CSV, "Importance CSV", "CSV (*.csv)", optional=True)
@@ -149,13 +151,13 @@ class BandImportanceAlgorithm(RtsAlgorithm):
         fields = QgsFields()
         for name, kind in FIELDS:
             fields.append(QgsField(name, kind))
-        sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.NoGeometry)
+        sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Type.NoGeometry)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for row in result.rows:
             f = QgsFeature(fields)
             f.setAttributes([row.get(name) for name, _ in FIELDS])
-            sink.addFeature(f, QgsFeatureSink.FastInsert)
+            sink.addFeature(f, QgsFeatureSink.Flag.FastInsert)
         bands = [r for r in result.rows if r["kind"] == "band"]
         top = bands[0]["band"] if bands else ""
         results = {

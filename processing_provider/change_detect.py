@@ -42,16 +42,18 @@ class ChangeDetectAlgorithm(RtsAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         self.addParameter(
-            QgsProcessingParameterVectorLayer("BEFORE", "Earlier inventory", [QgsProcessing.TypeVectorPolygon])
+            QgsProcessingParameterVectorLayer(
+                "BEFORE", "Earlier inventory", [QgsProcessing.SourceType.TypeVectorPolygon]
+            )
         )
         self.addParameter(
-            QgsProcessingParameterVectorLayer("AFTER", "Later inventory", [QgsProcessing.TypeVectorPolygon])
+            QgsProcessingParameterVectorLayer("AFTER", "Later inventory", [QgsProcessing.SourceType.TypeVectorPolygon])
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 "TOLERANCE",
                 "Stable within ± (% of area)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 10.0,
                 False,
                 0.0,
@@ -59,7 +61,9 @@ class ChangeDetectAlgorithm(RtsAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterVectorDestination("OUTPUT", "Slump changes", QgsProcessing.TypeVectorPolygon)
+            QgsProcessingParameterVectorDestination(
+                "OUTPUT", "Slump changes", QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         for c in CLASSES:
             self.addOutput(QgsProcessingOutputNumber(f"N_{c.upper()}", f"Slumps {c}"))

@@ -178,11 +178,11 @@ def write_table(alg: QgsProcessingAlgorithm, parameters, name: str, context, row
             else "String"
         )
         fields.append(QgsField(col, field_type(kind)))
-    sink, dest = alg.parameterAsSink(parameters, name, context, fields, QgsWkbTypes.NoGeometry)
+    sink, dest = alg.parameterAsSink(parameters, name, context, fields, QgsWkbTypes.Type.NoGeometry)
     if sink is None:
         raise QgsProcessingException(alg.invalidSinkError(parameters, name))
     for row in rows:
         f = QgsFeature(fields)
         f.setAttributes([row.get(col) for col in columns])
-        sink.addFeature(f, QgsFeatureSink.FastInsert)
+        sink.addFeature(f, QgsFeatureSink.Flag.FastInsert)
     return dest

@@ -67,14 +67,14 @@ class DetectAlgorithm(RtsAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", list(DEVICES), defaultValue=0))
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.BATCH_SIZE, "Batch size (tiles)", QgsProcessingParameterNumber.Integer, 4, False, 1, 256
+                self.BATCH_SIZE, "Batch size (tiles)", QgsProcessingParameterNumber.Type.Integer, 4, False, 1, 256
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.THRESHOLD,
                 "Threshold (empty: the model's)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 None,
                 True,
                 0.0,
@@ -84,10 +84,20 @@ class DetectAlgorithm(RtsAlgorithm):
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty: whole stack)", optional=True))
         advanced = [
             QgsProcessingParameterNumber(
-                self.TILE_SIZE, "Tile size (empty: the model's)", QgsProcessingParameterNumber.Integer, None, True, 32
+                self.TILE_SIZE,
+                "Tile size (empty: the model's)",
+                QgsProcessingParameterNumber.Type.Integer,
+                None,
+                True,
+                32,
             ),
             QgsProcessingParameterNumber(
-                self.OVERLAP, "Tile overlap (empty: the model's)", QgsProcessingParameterNumber.Integer, None, True, 0
+                self.OVERLAP,
+                "Tile overlap (empty: the model's)",
+                QgsProcessingParameterNumber.Type.Integer,
+                None,
+                True,
+                0,
             ),
             QgsProcessingParameterBoolean(self.TTA, "Test-time augmentation (flips)", defaultValue=False),
             QgsProcessingParameterEnum(
@@ -95,7 +105,7 @@ class DetectAlgorithm(RtsAlgorithm):
             ),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(QgsProcessingParameterRasterDestination(self.PROBABILITY, "Slump probability"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.MASK, "Slump mask", optional=True))

@@ -78,7 +78,7 @@ class EvaluateAlgorithm(RtsAlgorithm):
         self.addParameter(QgsProcessingParameterMapLayer(self.PREDICTION, "Detections (raster or polygons)"))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                self.TRUTH, "Ground-truth slump polygons", [QgsProcessing.TypeVectorPolygon]
+                self.TRUTH, "Ground-truth slump polygons", [QgsProcessing.SourceType.TypeVectorPolygon]
             )
         )
         self.addParameter(
@@ -88,19 +88,19 @@ class EvaluateAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                self.AOI, "Area of interest", [QgsProcessing.TypeVectorPolygon], optional=True
+                self.AOI, "Area of interest", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.THRESHOLD, "Probability threshold", QgsProcessingParameterNumber.Double, 0.4, False, 0.0, 1.0
+                self.THRESHOLD, "Probability threshold", QgsProcessingParameterNumber.Type.Double, 0.4, False, 0.0, 1.0
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.CHIP_SIZE,
                 "Chip size for per-chip scores (px)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 256,
                 False,
                 8,
@@ -108,19 +108,21 @@ class EvaluateAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.IOU, "IoU for object matches", QgsProcessingParameterNumber.Double, 0.5, False, 0.01, 1.0
+                self.IOU, "IoU for object matches", QgsProcessingParameterNumber.Type.Double, 0.5, False, 0.01, 1.0
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.PIXEL_SIZE,
                 "Pixel size for polygon detections without a reference raster (layer CRS units)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 optional=True,
                 minValue=0.0,
             )
         )
-        self.addParameter(QgsProcessingParameterFeatureSink(self.OUTPUT, "Metrics table", QgsProcessing.TypeVector))
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Metrics table", QgsProcessing.SourceType.TypeVector)
+        )
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.MATCHES, "Matched polygons (GeoPackage)", "GeoPackage (*.gpkg)", optional=True
@@ -168,7 +170,7 @@ class EvaluateAlgorithm(RtsAlgorithm):
         fields.append(QgsField("pooled", field_type("Double")))
         fields.append(QgsField("per_chip", field_type("Double")))
         fields.append(QgsField("note", field_type("String")))
-        sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.NoGeometry)
+        sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Type.NoGeometry)
         for row in rows:
             f = QgsFeature(fields)
             f.setAttributes(
@@ -176,7 +178,7 @@ class EvaluateAlgorithm(RtsAlgorithm):
                 + [None if math.isnan(row[k]) else row[k] for k in ("pooled", "per_chip")]
                 + [row["note"]]
             )
-            sink.addFeature(f, QgsFeatureSink.FastInsert)
+            sink.addFeature(f, QgsFeatureSink.Flag.FastInsert)
         results = {self.OUTPUT: dest}
         matches = self.parameterAsFileOutput(parameters, self.MATCHES, context)
         if matches:

@@ -33,20 +33,26 @@ def add_budget_parameters(alg) -> None:
     """Encoder size, epochs, tile size, chips per epoch, batch size, device and (advanced) split block size."""
     alg.addParameter(QgsProcessingParameterEnum("SIZE", "Encoder size", list(SIZES), defaultValue=0))
     alg.addParameter(
-        QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Integer, 20, False, 1, 1000)
+        QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Type.Integer, 20, False, 1, 1000)
     )
     alg.addParameter(
         QgsProcessingParameterNumber(
-            "TILE_SIZE", "Tile size (px, multiple of 32)", QgsProcessingParameterNumber.Integer, 64, False, 32, 1024
+            "TILE_SIZE",
+            "Tile size (px, multiple of 32)",
+            QgsProcessingParameterNumber.Type.Integer,
+            64,
+            False,
+            32,
+            1024,
         )
     )
     alg.addParameter(
         QgsProcessingParameterNumber(
-            "CHIPS_PER_EPOCH", "Chips per epoch", QgsProcessingParameterNumber.Integer, 128, False, 8
+            "CHIPS_PER_EPOCH", "Chips per epoch", QgsProcessingParameterNumber.Type.Integer, 128, False, 8
         )
     )
     alg.addParameter(
-        QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Integer, 8, False, 1)
+        QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Type.Integer, 8, False, 1)
     )
     alg.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0))
     alg.addParameter(QgsProcessingParameterEnum("PROTOCOL", "Training protocol", list(PROTOCOLS), defaultValue=0))
@@ -99,7 +105,7 @@ def add_training_parameters(alg) -> None:
     alg.addParameter(QgsProcessingParameterEnum("BAND_SET", "Band set", list(BAND_SETS), defaultValue=1))
     add_budget_parameters(alg)
     alg.addParameter(
-        QgsProcessingParameterNumber("SEED", "Random seed", QgsProcessingParameterNumber.Integer, 0, False, 0)
+        QgsProcessingParameterNumber("SEED", "Random seed", QgsProcessingParameterNumber.Type.Integer, 0, False, 0)
     )
 
 

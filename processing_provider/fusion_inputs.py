@@ -110,13 +110,13 @@ class FusionInputsAlgorithm(RtsAlgorithm):
             QgsProcessingParameterNumber(
                 self.REFLECTANCE_SCALE,
                 "Reflectance scale (empty: from file)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 optional=True,
             ),
             QgsProcessingParameterNumber(
                 self.REFLECTANCE_OFFSET,
                 "Reflectance offset (empty: from file)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 optional=True,
             ),
             QgsProcessingParameterEnum(
@@ -125,25 +125,25 @@ class FusionInputsAlgorithm(RtsAlgorithm):
             QgsProcessingParameterNumber(
                 self.THERMAL_SCALE,
                 "Thermal scale (empty: from file)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 optional=True,
             ),
             QgsProcessingParameterNumber(
                 self.THERMAL_OFFSET,
                 "Thermal offset (empty: from file)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 optional=True,
             ),
             QgsProcessingParameterNumber(
                 self.THERMAL_K1,
                 "Thermal constant K1 (radiance input)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 optional=True,
             ),
             QgsProcessingParameterNumber(
                 self.THERMAL_K2,
                 "Thermal constant K2 (radiance input)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 optional=True,
             ),
             QgsProcessingParameterString(
@@ -156,7 +156,7 @@ class FusionInputsAlgorithm(RtsAlgorithm):
             QgsProcessingParameterNumber(
                 self.TERRAIN_RADIUS,
                 "Terrain radius for TPI/TRI (m)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 defaultValue=100.0,
                 minValue=0.001,
             ),
@@ -164,14 +164,14 @@ class FusionInputsAlgorithm(RtsAlgorithm):
             QgsProcessingParameterNumber(
                 self.PIXEL_SIZE,
                 "Target pixel size (empty: optical layer's)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 optional=True,
                 minValue=0.0,
             ),
             QgsProcessingParameterExtent(self.EXTENT, "Target extent (empty: common area)", optional=True),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
 
     def _optional_path(self, parameters, name: str, context, label: str) -> str | None:

@@ -89,27 +89,28 @@ class ImportCheckpointAlgorithm(RtsAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.PIXEL_SIZE, "Pixel size of the training chips (0: not recorded)",
-                QgsProcessingParameterNumber.Double, 0.0, False, 0.0,
+                QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0,
             )
         )  # fmt: skip
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.THRESHOLD, "Decision threshold", QgsProcessingParameterNumber.Double, 0.4, False, 0.01, 0.99
+                self.THRESHOLD, "Decision threshold", QgsProcessingParameterNumber.Type.Double, 0.4, False, 0.01, 0.99
             )
         )
         for p in (
             QgsProcessingParameterNumber(
-                self.HEADS, "Decoder attention heads", QgsProcessingParameterNumber.Integer, 4, False, 1, 64
+                self.HEADS, "Decoder attention heads", QgsProcessingParameterNumber.Type.Integer, 4, False, 1, 64
             ),
             QgsProcessingParameterNumber(
-                self.ATTN_DOWNSAMPLE, "Decoder attention downsampling", QgsProcessingParameterNumber.Integer, 8,
+                self.ATTN_DOWNSAMPLE, "Decoder attention downsampling", QgsProcessingParameterNumber.Type.Integer, 8,
                 False, 1, 64,
             ),
             QgsProcessingParameterNumber(
-                self.OVERLAP, "Inference tile overlap (px)", QgsProcessingParameterNumber.Integer, 64, False, 0, 192
+                self.OVERLAP, "Inference tile overlap (px)", QgsProcessingParameterNumber.Type.Integer, 64, False,
+                0, 192,
             ),
         ):  # fmt: skip
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(
             QgsProcessingParameterFileDestination(self.OUTPUT, "Model package", "Model package (*.safetensors)")

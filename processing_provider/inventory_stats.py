@@ -70,12 +70,14 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         self.addParameter(
-            QgsProcessingParameterVectorLayer("SLUMPS", "RTS inventory (polygons)", [QgsProcessing.TypeVectorPolygon])
+            QgsProcessingParameterVectorLayer(
+                "SLUMPS", "RTS inventory (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon]
+            )
         )
         self.addParameter(QgsProcessingParameterRasterLayer("DEM", "Elevation model (DEM, metres)"))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "WATER", "Water bodies (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
+                "WATER", "Water bodies (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(QgsProcessingParameterRasterLayer("OPTICAL", "Optical image (for NDWI water)", optional=True))
@@ -90,17 +92,22 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "AOI", "Study area (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
+                "AOI", "Study area (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "ELEVATION_BIN", "Elevation class width (m)", QgsProcessingParameterNumber.Double, 100.0, False, 1.0
+                "ELEVATION_BIN",
+                "Elevation class width (m)",
+                QgsProcessingParameterNumber.Type.Double,
+                100.0,
+                False,
+                1.0,
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "SLOPE_BIN", "Slope class width (°)", QgsProcessingParameterNumber.Double, 2.0, False, 0.1, 45.0
+                "SLOPE_BIN", "Slope class width (°)", QgsProcessingParameterNumber.Type.Double, 2.0, False, 0.1, 45.0
             )
         )
         self.addParameter(
@@ -120,15 +127,28 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "TPI_RADIUS", "Slope-position (TPI) radius (m)", QgsProcessingParameterNumber.Double, 300.0, False, 1.0
+                "TPI_RADIUS",
+                "Slope-position (TPI) radius (m)",
+                QgsProcessingParameterNumber.Type.Double,
+                300.0,
+                False,
+                1.0,
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "NDWI_THRESHOLD", "NDWI water threshold", QgsProcessingParameterNumber.Double, 0.2, False, -1.0, 1.0
+                "NDWI_THRESHOLD",
+                "NDWI water threshold",
+                QgsProcessingParameterNumber.Type.Double,
+                0.2,
+                False,
+                -1.0,
+                1.0,
             )
         )
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Statistics table", QgsProcessing.TypeVector))
+        self.addParameter(
+            QgsProcessingParameterFeatureSink("OUTPUT", "Statistics table", QgsProcessing.SourceType.TypeVector)
+        )
         self.addParameter(QgsProcessingParameterFileDestination("HTML", "Report", "HTML files (*.html)", optional=True))
         self.addOutput(QgsProcessingOutputNumber("N_SLUMPS", "Slumps in the study area"))
         self.addOutput(QgsProcessingOutputNumber("STUDY_AREA_KM2", "Study area (km²)"))

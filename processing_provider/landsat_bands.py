@@ -49,7 +49,9 @@ class LandsatBandsAlgorithm(RtsAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         self.addParameter(
-            QgsProcessingParameterMultipleLayers(self.BANDS, "Landsat band files (B1…B7.TIF)", QgsProcessing.TypeFile)
+            QgsProcessingParameterMultipleLayers(
+                self.BANDS, "Landsat band files (B1…B7.TIF)", QgsProcessing.SourceType.TypeFile
+            )
         )
         self.addParameter(
             QgsProcessingParameterFile(

@@ -61,7 +61,7 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
             QgsProcessingParameterNumber(
                 self.THRESHOLD,
                 "Threshold (empty: the model's)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 None,
                 True,
                 0.0,
@@ -70,14 +70,16 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.MIN_AREA, "Minimum slump area (m²)", QgsProcessingParameterNumber.Double, 1000.0, False, 0.0
+                self.MIN_AREA, "Minimum slump area (m²)", QgsProcessingParameterNumber.Type.Double, 1000.0, False, 0.0
             )
         )
         self.addParameter(QgsProcessingParameterRasterDestination(self.STACK, "Fused stack"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.PROBABILITY, "Slump probability"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.MASK, "Slump mask"))
         self.addParameter(
-            QgsProcessingParameterVectorDestination(self.POLYGONS, "Slump polygons", QgsProcessing.TypeVectorPolygon)
+            QgsProcessingParameterVectorDestination(
+                self.POLYGONS, "Slump polygons", QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of slumps"))
 

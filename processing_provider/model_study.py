@@ -74,7 +74,7 @@ class ModelStudyAlgorithm(RtsAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("STACK", "Fused stack", optional=True))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "INVENTORY", "Slump inventory", [QgsProcessing.TypeVectorPolygon], optional=True
+                "INVENTORY", "Slump inventory", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
@@ -96,10 +96,17 @@ class ModelStudyAlgorithm(RtsAlgorithm):
         add_budget_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
-                "DECODER_DIM", "Decoder width (SegFormer family)", QgsProcessingParameterNumber.Integer, 64, False, 8
+                "DECODER_DIM",
+                "Decoder width (SegFormer family)",
+                QgsProcessingParameterNumber.Type.Integer,
+                64,
+                False,
+                8,
             )
         )
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Model table", QgsProcessing.TypeVector))
+        self.addParameter(
+            QgsProcessingParameterFeatureSink("OUTPUT", "Model table", QgsProcessing.SourceType.TypeVector)
+        )
         self.addParameter(QgsProcessingParameterFileDestination("HTML", "Report", "HTML files (*.html)", optional=True))
         self.addOutput(QgsProcessingOutputString("BEST_MODEL", "Best model (mean test F1)"))
         self.addOutput(QgsProcessingOutputNumber("BEST_F1", "Its mean test F1"))

@@ -64,24 +64,29 @@ class PolygonizeAlgorithm(RtsAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Probability or mask raster"))
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.THRESHOLD, "Probability threshold", QgsProcessingParameterNumber.Double, 0.4, False, 0.0, 1.0
+                self.THRESHOLD, "Probability threshold", QgsProcessingParameterNumber.Type.Double, 0.4, False, 0.0, 1.0
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.MIN_AREA, "Minimum slump area (m²)", QgsProcessingParameterNumber.Double, 1000.0, False, 0.0
+                self.MIN_AREA, "Minimum slump area (m²)", QgsProcessingParameterNumber.Type.Double, 1000.0, False, 0.0
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.FILL_HOLES, "Fill holes smaller than (m²)", QgsProcessingParameterNumber.Double, 500.0, False, 0.0
+                self.FILL_HOLES,
+                "Fill holes smaller than (m²)",
+                QgsProcessingParameterNumber.Type.Double,
+                500.0,
+                False,
+                0.0,
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.SIMPLIFY,
                 "Simplify tolerance (map units, 0 = none)",
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
                 False,
                 0.0,
@@ -91,7 +96,7 @@ class PolygonizeAlgorithm(RtsAlgorithm):
             QgsProcessingParameterNumber(
                 self.SMOOTH,
                 "Smoothing passes (Chaikin, 0 = keep the pixel outline)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 False,
                 0,
@@ -103,7 +108,9 @@ class PolygonizeAlgorithm(RtsAlgorithm):
         )
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "Fused stack (for attributes)", optional=True))
         self.addParameter(
-            QgsProcessingParameterVectorDestination(self.OUTPUT, "Slump polygons", QgsProcessing.TypeVectorPolygon)
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, "Slump polygons", QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of polygons"))
 

@@ -62,7 +62,7 @@ class SampleSceneAlgorithm(RtsAlgorithm):
             QgsProcessingParameterNumber(
                 self.SIZE,
                 "Optical image size (pixels per side)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 defaultValue=512,
                 minValue=64,
                 maxValue=4096,
@@ -70,18 +70,18 @@ class SampleSceneAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, defaultValue=42
+                self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, defaultValue=42
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
                 "REGIONS", "Regions (0 = none; 2–6 west–east strips of different relief and surface)",
-                QgsProcessingParameterNumber.Integer, 0, False, 0, 6,
+                QgsProcessingParameterNumber.Type.Integer, 0, False, 0, 6,
             )
         )  # fmt: skip
         self.addParameter(
             QgsProcessingParameterNumber(
-                "YEAR", "Year of the same place (empty = none; 2019–2024)", QgsProcessingParameterNumber.Integer,
+                "YEAR", "Year of the same place (empty = none; 2019–2024)", QgsProcessingParameterNumber.Type.Integer,
                 None, True, 2019, 2024,
             )
         )  # fmt: skip

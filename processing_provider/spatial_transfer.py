@@ -50,12 +50,12 @@ class SpatialTransferAlgorithm(RtsAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("STACK", "Fused stack", optional=True))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "INVENTORY", "Slump inventory", [QgsProcessing.TypeVectorPolygon], optional=True
+                "INVENTORY", "Slump inventory", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "REGIONS", "Regions (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
+                "REGIONS", "Regions (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
@@ -70,7 +70,9 @@ class SpatialTransferAlgorithm(RtsAlgorithm):
                                         optional=True)
         )  # fmt: skip
         add_training_parameters(self)
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Transfer table", QgsProcessing.TypeVector))
+        self.addParameter(
+            QgsProcessingParameterFeatureSink("OUTPUT", "Transfer table", QgsProcessing.SourceType.TypeVector)
+        )
         self.addOutput(QgsProcessingOutputNumber("MEAN_F1", "Mean F1 over held-out regions"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name

@@ -54,18 +54,21 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer("TRAIN_STACK", "Training year: fused stack", optional=True))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "TRAIN_INVENTORY", "Training year: slump inventory", [QgsProcessing.TypeVectorPolygon], optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterMultipleLayers(
-                "TEST_STACKS", "Other years: fused stacks", QgsProcessing.TypeRaster, optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterMultipleLayers(
-                "TEST_INVENTORIES", "Other years: slump inventories (same order)", QgsProcessing.TypeVectorPolygon,
+                "TRAIN_INVENTORY",
+                "Training year: slump inventory",
+                [QgsProcessing.SourceType.TypeVectorPolygon],
                 optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "TEST_STACKS", "Other years: fused stacks", QgsProcessing.SourceType.TypeRaster, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "TEST_INVENTORIES", "Other years: slump inventories (same order)",
+                QgsProcessing.SourceType.TypeVectorPolygon, optional=True,
             )
         )  # fmt: skip
         self.addParameter(
@@ -85,7 +88,9 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
             )
         )
         add_training_parameters(self)
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Transfer table", QgsProcessing.TypeVector))
+        self.addParameter(
+            QgsProcessingParameterFeatureSink("OUTPUT", "Transfer table", QgsProcessing.SourceType.TypeVector)
+        )
         self.addOutput(QgsProcessingOutputNumber("MEAN_TRANSFER_F1", "Mean F1 on the other years"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name

@@ -47,9 +47,11 @@ class TemporalTrendsAlgorithm(RtsAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         self.addParameter(
-            QgsProcessingParameterVectorLayer("SLUMPS", "RTS polygons", [QgsProcessing.TypeVectorPolygon])
+            QgsProcessingParameterVectorLayer("SLUMPS", "RTS polygons", [QgsProcessing.SourceType.TypeVectorPolygon])
         )
-        self.addParameter(QgsProcessingParameterMultipleLayers("RASTERS", "Yearly rasters", QgsProcessing.TypeRaster))
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers("RASTERS", "Yearly rasters", QgsProcessing.SourceType.TypeRaster)
+        )
         self.addParameter(
             QgsProcessingParameterString("YEARS", "Years, in layer order (empty: from file names)", optional=True)
         )
@@ -60,16 +62,18 @@ class TemporalTrendsAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "RING_WIDTH", "Ring width around slumps (m)", QgsProcessingParameterNumber.Double, 60.0, False, 1.0
+                "RING_WIDTH", "Ring width around slumps (m)", QgsProcessingParameterNumber.Type.Double, 60.0, False, 1.0
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "ALPHA", "Significance level", QgsProcessingParameterNumber.Double, 0.05, False, 0.001, 0.5
+                "ALPHA", "Significance level", QgsProcessingParameterNumber.Type.Double, 0.05, False, 0.001, 0.5
             )
         )
         self.addParameter(QgsProcessingParameterBoolean("PER_SLUMP", "Also per slump", defaultValue=True))
-        self.addParameter(QgsProcessingParameterFeatureSink("OUTPUT", "Trends table", QgsProcessing.TypeVector))
+        self.addParameter(
+            QgsProcessingParameterFeatureSink("OUTPUT", "Trends table", QgsProcessing.SourceType.TypeVector)
+        )
         self.addParameter(QgsProcessingParameterFileDestination("HTML", "Report", "HTML files (*.html)", optional=True))
         self.addOutput(QgsProcessingOutputNumber("N_SLUMPS", "Slumps"))
 

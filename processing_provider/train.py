@@ -141,12 +141,15 @@ class TrainAlgorithm(RtsAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "Fused stack", optional=True))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                self.INVENTORY, "Slump inventory (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
+                self.INVENTORY,
+                "Slump inventory (polygons)",
+                [QgsProcessing.SourceType.TypeVectorPolygon],
+                optional=True,
             )
         )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                self.AOI, "Area of interest (optional)", [QgsProcessing.TypeVectorPolygon], optional=True
+                self.AOI, "Area of interest (optional)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
@@ -171,7 +174,7 @@ class TrainAlgorithm(RtsAlgorithm):
             QgsProcessingParameterNumber(
                 self.TILE_SIZE,
                 "Tile size (px, multiple of 32)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 256,
                 False,
                 32,
@@ -180,22 +183,28 @@ class TrainAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.EPOCHS, "Epochs", QgsProcessingParameterNumber.Integer, 50, False, 1, 10000
+                self.EPOCHS, "Epochs", QgsProcessingParameterNumber.Type.Integer, 50, False, 1, 10000
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Integer, 8, False, 1, 512
+                self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Type.Integer, 8, False, 1, 512
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.LEARNING_RATE, "Learning rate (AdamW)", QgsProcessingParameterNumber.Double, 3e-4, False, 1e-7, 1.0
+                self.LEARNING_RATE,
+                "Learning rate (AdamW)",
+                QgsProcessingParameterNumber.Type.Double,
+                3e-4,
+                False,
+                1e-7,
+                1.0,
             )
         )
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", list(DEVICES), defaultValue=0))
         self.addParameter(
-            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Integer, 20250917)
+            QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 20250917)
         )
         advanced = [
             QgsProcessingParameterFile(
@@ -207,24 +216,29 @@ class TrainAlgorithm(RtsAlgorithm):
             QgsProcessingParameterNumber(
                 self.BLOCK_SIZE,
                 "Block size of the blocked split (px, 0 = automatic)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 False,
                 0,
             ),
             QgsProcessingParameterNumber(
-                self.DECODER_DIM, "Decoder width", QgsProcessingParameterNumber.Integer, 256, False, 8, 1024
+                self.DECODER_DIM, "Decoder width", QgsProcessingParameterNumber.Type.Integer, 256, False, 8, 1024
             ),
             QgsProcessingParameterNumber(
                 self.CHIPS_PER_EPOCH,
                 "Chips per epoch (0 = automatic)",
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 False,
                 0,
             ),
             QgsProcessingParameterNumber(
-                self.PATIENCE, "Early-stopping patience (epochs)", QgsProcessingParameterNumber.Integer, 10, False, 1
+                self.PATIENCE,
+                "Early-stopping patience (epochs)",
+                QgsProcessingParameterNumber.Type.Integer,
+                10,
+                False,
+                1,
             ),
             QgsProcessingParameterEnum(
                 self.NORMALIZATION,
@@ -244,7 +258,7 @@ class TrainAlgorithm(RtsAlgorithm):
             ),
         ]
         for p in advanced:
-            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(p)
         self.addParameter(
             QgsProcessingParameterFileDestination(self.OUTPUT, "Model package", "Model package (*.safetensors)")
