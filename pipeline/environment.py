@@ -49,20 +49,6 @@ def prepend_deps_folder(folder: str, path: list[str] | None = None) -> bool:
     return True
 
 
-def private_top_level_names(folder: str) -> list[str]:
-    """Importable top-level names a folder holds (packages and modules, not metadata)."""
-    if not os.path.isdir(folder):
-        return []
-    names = set()
-    for entry in os.listdir(folder):
-        if entry.endswith((".dist-info", ".egg-info", ".pth")) or entry in ("bin", "__pycache__", "share"):
-            continue
-        stem = entry.split(".")[0]
-        if stem.isidentifier():
-            names.add(stem)
-    return sorted(names)
-
-
 def import_report(folder: str | None = None) -> dict:
     """Import the deep-learning stack (after applying `folder`) and the system geodata stack; say what fails.
 
