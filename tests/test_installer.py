@@ -12,7 +12,8 @@ import pytest
 from rts_fusion.pipeline import worker
 from rts_fusion.pipeline.map_slumps import MapOptions, MapOutputs
 from rts_fusion.plugin import dependencies as deps
-from test_pipeline import scene_inputs  # tests/ is on sys.path (pytest's prepend import mode)
+from test_models import card_for, tiny  # tests/ is on sys.path (pytest's prepend import mode)
+from test_pipeline import scene_inputs
 
 QGIS_PYTHON = "/usr/bin/python3"
 ENVIRONMENT = os.path.join(os.path.dirname(worker.__file__), "environment.py")
@@ -41,7 +42,21 @@ def in_qgis_python(code: str, folder: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_installer_leaves_a_stack_that_detects_in_qgis_python(training_stack, tiny_model, tmp_path):
+def untrained_package(folder) -> str:
+    """A tiny FusionSA-SegFormer package on the paper bands (untrained: this test checks the stack, not skill)."""
+    import torch
+    from rts_fusion.core.features import PAPER
+    from rts_fusion.models.package import save_package
+    from rts_fusion.models.registry import build_model
+
+    torch.manual_seed(0)
+    cfg = tiny("fusion_sa_segformer", len(PAPER))
+    path = str(folder / "tiny.safetensors")
+    save_package(path, build_model(cfg).eval(), card_for(cfg, PAPER))
+    return path
+
+
+def test_installer_leaves_a_stack_that_detects_in_qgis_python(training_stack, tmp_path):
     target = tmp_path / "profile" / "rts_fusion" / "site-packages"
     numpy_version = subprocess.check_output(
         [QGIS_PYTHON, "-c", "import numpy; print(numpy.__version__)"], text=True, env=fresh_env()
@@ -69,7 +84,8 @@ def test_installer_leaves_a_stack_that_detects_in_qgis_python(training_stack, ti
         str(tmp_path / "job.json"),
         MapOutputs(*(str(tmp_path / n) for n in ("s.tif", "p.tif", "m.tif", "x.gpkg"))),
     )
-    worker.write_job(job, scene_inputs(training_stack), tiny_model, outputs, MapOptions(device="cpu", min_area_m2=500))
+    model = untrained_package(tmp_path)
+    worker.write_job(job, scene_inputs(training_stack), model, outputs, MapOptions(device="cpu", min_area_m2=500))
     env = {**fresh_env(), worker.DEPS_ENV: str(target)}
     run = subprocess.run(
         [QGIS_PYTHON, os.path.join(os.path.dirname(worker.__file__), "worker.py"), job],
@@ -77,4 +93,4 @@ def test_installer_leaves_a_stack_that_detects_in_qgis_python(training_stack, ti
     )  # fmt: skip
     assert run.returncode == worker.DONE, run.stdout[-2000:] + run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])["result"]
-    assert result["count"] > 0 and all(os.path.exists(p) for p in outputs.paths())
+    assert result["tiles"] > 0 and result["valid_pixels"] > 0 and all(os.path.exists(p) for p in outputs.paths())
