@@ -170,17 +170,25 @@ def qgis_python() -> str:
     return found
 
 
-def install_commands(python: str, target: str, build: str = "cpu", numpy_version: str | None = None) -> list[list[str]]:
-    """The pip commands that install the dependencies into `target`.
+def install_commands(
+    python: str, target: str, build: str = "cpu", numpy_version: str | None = None, system: str = sys.platform
+) -> list[list[str]]:
+    """The pip command that installs the dependencies into `target`, resolved together in one run.
+
+    torch is asked for with its build label (``torch==2.13.0+cpu``, ``+cu128`` …), which only PyTorch's wheel index
+    (given as an extra index) carries, so pip can never pick PyPI's multi-GB CUDA build by mistake; everything else
+    comes from PyPI, with numpy pinned to QGIS's version so that the resolver picks packages that work with it. On
+    macOS PyPI's torch is the (CPU/Metal) build and there is no label.
 
     Args:
         python: QGIS's Python interpreter.
-        target: the plugin-owned folder.
+        target: the folder pip installs into.
         build: "cpu" or a CUDA wheel build such as "cu128".
         numpy_version: numpy to keep (default: the one QGIS uses now).
+        system: sys.platform of the machine.
 
     Raises:
-        ValueError: an unknown build.
+        ValueError: an unknown build, or CUDA on macOS.
 
     """
     if build != "cpu" and build not in CUDA_BUILDS:
@@ -191,10 +199,12 @@ def install_commands(python: str, target: str, build: str = "cpu", numpy_version
         numpy_version = numpy.__version__
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--upgrade", "--target", target]
     pin = f"numpy=={numpy_version}"
-    return [
-        [*pip, f"torch=={TORCH_VERSION}", pin, "--index-url", TORCH_INDEX.format(build=build)],
-        [*pip, *OTHER_REQUIREMENTS, pin],
-    ]
+    if system == "darwin":
+        if build != "cpu":
+            raise ValueError("PyTorch has no CUDA builds for macOS; choose the CPU build.")
+        return [[*pip, f"torch=={TORCH_VERSION}", *OTHER_REQUIREMENTS, pin]]
+    torch = f"torch=={TORCH_VERSION}+{build}"
+    return [[*pip, torch, *OTHER_REQUIREMENTS, pin, "--extra-index-url", TORCH_INDEX.format(build=build)]]
 
 
 @dataclass(frozen=True)

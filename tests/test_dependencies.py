@@ -118,6 +118,34 @@ def test_import_check_runs_in_a_subprocess_and_the_private_folder_wins(tmp_path)
     assert "version" in report["modules"]["numpy"] and str(tmp_path) not in report["modules"]["numpy"]["file"]
 
 
+def test_install_command_for_cpu_cuda_and_macos():
+    (cpu,) = deps.install_commands("/qgis/python3", "/deps", "cpu", numpy_version="1.26.4", system="linux")
+    assert cpu[:8] == [
+        "/qgis/python3",
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--upgrade",
+        "--target",
+        "/deps",
+    ]
+    assert f"torch=={deps.TORCH_VERSION}+cpu" in cpu and "numpy==1.26.4" in cpu  # the label: never PyPI's CUDA torch
+    assert any(a.startswith("transformers") for a in cpu) and "scikit-image>=0.21" in cpu
+    assert cpu[-2:] == ["--extra-index-url", "https://download.pytorch.org/whl/cpu"]
+    (cuda,) = deps.install_commands("/p", "/d", deps.CUDA_BUILDS[-1], numpy_version="2.2.4", system="win32")
+    assert f"torch=={deps.TORCH_VERSION}+{deps.CUDA_BUILDS[-1]}" in cuda and cuda[-1].endswith(deps.CUDA_BUILDS[-1])
+    (mac,) = deps.install_commands("/p", "/d", "cpu", numpy_version="1.26.4", system="darwin")
+    assert f"torch=={deps.TORCH_VERSION}" in mac and "--extra-index-url" not in mac
+    with pytest.raises(ValueError, match="no CUDA builds for macOS"):
+        deps.install_commands("/p", "/d", "cu128", system="darwin")
+    with pytest.raises(ValueError, match="Unknown PyTorch build"):
+        deps.install_commands("/p", "/d", "rocm")
+    import numpy
+
+    assert f"numpy=={numpy.__version__}" in deps.install_commands("/p", "/d")[0]  # QGIS's numpy kept by default
+
+
 def test_a_crashing_check_is_a_failure():
     report = deps.parse_check("Segmentation fault", -11)
     assert not report["ok"] and "-11" in report["problems"][0]

@@ -11,7 +11,6 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QColor
 from rts_fusion.core.features import PAPER
 from rts_fusion.plugin.chart import GROUP_COLOURS, Bar, BarChartWidget
-from rts_fusion.plugin.dependencies import CUDA_BUILDS, TORCH_VERSION, install_commands
 from rts_fusion.plugin.dock_logic import (
     guess_band_mapping,
     guess_sensor,
@@ -65,23 +64,6 @@ def test_dock_parameters_match_the_algorithms(provider, tmp_path):
     params = importance_parameters("m", "s", "t", 2, 3, 0, str(tmp_path))
     names = {p.name() for p in registry.algorithmById("rtsfusion:bandimportance").parameterDefinitions()}
     assert set(params) <= names
-
-
-def test_install_commands_for_cpu_and_cuda():
-    cpu = install_commands("/qgis/python3", "/deps", "cpu", numpy_version="1.26.4")
-    assert cpu[0] == [
-        "/qgis/python3", "-m", "pip", "install", "--disable-pip-version-check", "--upgrade", "--target", "/deps",
-        f"torch=={TORCH_VERSION}", "numpy==1.26.4", "--index-url", "https://download.pytorch.org/whl/cpu",
-    ]  # fmt: skip
-    assert cpu[1][:8] == cpu[0][:8] and "numpy==1.26.4" in cpu[1]
-    assert any(a.startswith("transformers") for a in cpu[1]) and "scikit-image>=0.21" in cpu[1]
-    cuda = install_commands("/qgis/python3", "/deps", CUDA_BUILDS[-1], numpy_version="1.26.4")
-    assert cuda[0][-1] == f"https://download.pytorch.org/whl/{CUDA_BUILDS[-1]}"
-    with pytest.raises(ValueError, match="Unknown PyTorch build"):
-        install_commands("/p", "/d", "rocm")
-    import numpy
-
-    assert f"numpy=={numpy.__version__}" in install_commands("/p", "/d")[0]  # QGIS's numpy kept by default
 
 
 # ----- plugin: menu, toolbar, dependency message ------------------------------------------------------------------
