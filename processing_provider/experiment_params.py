@@ -59,12 +59,12 @@ def add_budget_parameters(alg) -> None:
     block = QgsProcessingParameterNumber(
         "BLOCK_SIZE",
         "Block size of the spatially blocked split (px, 0 = automatic)",
-        QgsProcessingParameterNumber.Integer,
+        QgsProcessingParameterNumber.Type.Integer,
         0,
         False,
         0,
     )
-    block.setFlags(block.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    block.setFlags(block.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     alg.addParameter(block)
 
 
