@@ -58,10 +58,10 @@ def add_budget_parameters(alg) -> None:
     alg.addParameter(QgsProcessingParameterEnum("PROTOCOL", "Training protocol", list(PROTOCOLS), defaultValue=0))
     block = QgsProcessingParameterNumber(
         "BLOCK_SIZE",
-        "Block size of the spatially blocked split (px, 0 = automatic)",
+        "Block size of the spatially blocked split (px, 0 or empty = automatic)",
         QgsProcessingParameterNumber.Type.Integer,
         0,
-        False,
+        True,
         0,
     )
     block.setFlags(block.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)

@@ -215,10 +215,10 @@ class TrainAlgorithm(RtsAlgorithm):
             ),
             QgsProcessingParameterNumber(
                 self.BLOCK_SIZE,
-                "Block size of the blocked split (px, 0 = automatic)",
+                "Block size of the blocked split (px, 0 or empty = automatic)",
                 QgsProcessingParameterNumber.Type.Integer,
                 0,
-                False,
+                True,
                 0,
             ),
             QgsProcessingParameterNumber(

@@ -199,3 +199,17 @@ def test_training_from_a_chip_manifest(scene, tmp_path):
     assert result.card.tile_size == chip  # taken from the chips
     assert result.split_report["chips"]["val"] == sum(r["split"] == "val" for r in rows)
     load_package(result.package)
+
+
+def test_train_algorithm_passes_the_block_size_and_reports_nan_as_missing(provider, training_stack, tmp_path, stub_fit):
+    import processing
+    from rts_fusion.models.package import read_card
+
+    stack, slumps = training_stack
+    common = {"STACK": stack, "INVENTORY": slumps, "TILE_SIZE": 64, "EPOCHS": 1, "ENCODER": 6, "DEVICE": 1}
+    res = processing.run("rtsfusion:train", {**common, "BLOCK_SIZE": 96, "OUTPUT": str(tmp_path / "a.safetensors")})
+    split = read_card(res["OUTPUT"]).training.split
+    assert split["block_px"] == 96 and split["block_chosen"] == "given" and stub_fit[0].block_size == 96
+    res = processing.run("rtsfusion:train", {**common, "OUTPUT": str(tmp_path / "b.safetensors")})  # automatic
+    assert read_card(res["OUTPUT"]).training.split["block_chosen"] == "automatic"
+    assert res["TEST_F1"] is None or res["TEST_F1"] == res["TEST_F1"]  # never NaN: a missing score is None
