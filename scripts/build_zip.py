@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-INCLUDE_DIRS = ("plugin", "processing_provider", "core", "models", "resources")
+INCLUDE_DIRS = ("plugin", "processing_provider", "pipeline", "core", "models", "resources")
 INCLUDE_FILES = ("__init__.py", "metadata.txt", "LICENSE", "requirements.txt")
 # README sections about the development checkout (make targets, benchmarks, source layout): not in the zip.
 DEV_SECTIONS = ("The two commands", "Benchmarks", "Layout")

@@ -31,3 +31,18 @@ def test_zip_readme_refers_only_to_what_the_zip_holds(tmp_path):
     assert "RTS Fusion panel" in readme and "landsatbands" in readme  # the user-facing parts stay
     full = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "docs/screenshots/" in full  # …and the checkout's README keeps the screenshots
+
+
+def test_zip_holds_every_package_its_code_imports(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from build_zip import build
+
+    with zipfile.ZipFile(build(tmp_path / "rts_fusion.zip")) as zf:
+        names = zf.namelist()
+        sources = {n: zf.read(n).decode("utf-8") for n in names if n.endswith(".py")}
+    folders = {n.split("/")[1] for n in names if n.count("/") >= 2}
+    assert {"pipeline", "core", "models", "plugin", "processing_provider"} <= folders
+    for name, source in sources.items():
+        for package in re.findall(r"^\s*from \.\.(\w+)", source, flags=re.MULTILINE):
+            assert package in folders, f"{name} imports ..{package}, which the zip lacks"
+    assert "rts_fusion/pipeline/worker.py" in names and "rts_fusion/pipeline/environment.py" in names
