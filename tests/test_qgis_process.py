@@ -266,7 +266,7 @@ def test_shipped_train_detect_evaluate_model(qgis_process, training_stack, sampl
         PAPER,
         str(tmp_path / "test_stack.tif"),
     ).path
-    package, html = tmp_path / "model.safetensors", tmp_path / "evaluation.html"
+    package, html, outlines = tmp_path / "model.safetensors", tmp_path / "evaluation.html", tmp_path / "outlines.gpkg"
     res = qgis_process(
         "run",
         str(ROOT / "resources" / "models" / "train_detect_evaluate.model3"),
@@ -282,7 +282,7 @@ def test_shipped_train_detect_evaluate_model(qgis_process, training_stack, sampl
         f"train:Model package={package}",
         "train:Training report=TEMPORARY_OUTPUT",
         "detect:Slump probability=TEMPORARY_OUTPUT",
-        "evaluate:Evaluated outlines=TEMPORARY_OUTPUT",
+        f"evaluate:Evaluated outlines={outlines}",
         f"evaluate:Evaluation report={html}",
     )
     assert res.returncode == 0, res.stdout + res.stderr
@@ -291,4 +291,4 @@ def test_shipped_train_detect_evaluate_model(qgis_process, training_stack, sampl
 
     assert read_card(str(package)).bands == PAPER
     assert html.is_file() and "precision" in html.read_text().lower()
-    assert os.path.exists(results["evaluate:Evaluated outlines"].split("|")[0])
+    assert results["evaluate:Evaluated outlines"].split("|")[0] == str(outlines) and outlines.is_file()
