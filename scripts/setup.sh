@@ -28,7 +28,8 @@ CONSTRAINTS=$(mktemp)
 trap 'rm -f "$CONSTRAINTS"' EXIT
 echo "numpy==${NUMPY_VERSION}" > "$CONSTRAINTS"
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS")
-# torch first and pinned: an unpinned torch pulled in later would be a multi-GB CUDA build.
-"${PIP[@]}" "torch==2.13.0"
+# torch first and pinned to the CPU build (the +cpu label exists only on PyTorch's index): PyPI's torch for Linux is
+# the multi-GB CUDA build, which an unlabelled pin (or a torch pulled in later) would fetch.
+"${PIP[@]}" "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
 "${PIP[@]}" -r requirements-dev.txt
 echo "setup: environment ready in .venv (numpy ${NUMPY_VERSION}, the system's)"
