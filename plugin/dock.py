@@ -16,6 +16,7 @@ from qgis.core import (
     QgsMapLayerProxyModel,
     QgsProcessingAlgRunnerTask,
     QgsProcessingContext,
+    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProject,
     QgsRasterLayer,
@@ -25,6 +26,7 @@ from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMapLayerComboBox, QgsRaste
 from qgis.PyQt.QtCore import Qt, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -222,6 +224,13 @@ class RtsFusionDock(QgsDockWidget):
         self.min_area.setValue(1000)
         self.min_area.setSuffix(" m²")
         form.addRow("Minimum area", self.min_area)
+        self.in_worker = QCheckBox("Separate process")
+        self.in_worker.setToolTip(
+            "Map in a separate QGIS Python process: a crash or out-of-memory in PyTorch cannot close QGIS"
+        )
+        self.in_worker.setChecked(True)
+        form.addRow("Run", self.in_worker)
+        self.worker_python: str | None = None  # QGIS's own Python (found by the worker task) unless set
         self.output_folder = QgsFileWidget()
         self.output_folder.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_folder.lineEdit().setPlaceholderText("a new temporary folder")
@@ -422,7 +431,18 @@ class RtsFusionDock(QgsDockWidget):
         self.context.setProject(QgsProject.instance())
         self.feedback = QgsProcessingFeedback()
         self.feedback.progressChanged.connect(self._progress)
-        self.task = QgsProcessingAlgRunnerTask(alg, params, self.context, self.feedback)
+        if algorithm_id == "rtsfusion:mapslumps" and self.in_worker.isChecked():
+            # A separate QGIS Python process: a crash or out-of-memory in torch cannot take QGIS down.
+            from .worker_task import MapSlumpsWorkerTask
+
+            try:
+                self.task = MapSlumpsWorkerTask(params, self.context, self.feedback, python=self.worker_python)
+            except QgsProcessingException as exc:
+                self.status.setText(str(exc))
+                self.context = self.feedback = None
+                return False
+        else:
+            self.task = QgsProcessingAlgRunnerTask(alg, params, self.context, self.feedback)
         self.task.executed.connect(lambda ok, results: self._done(ok, results, on_done))
         self.progress.setValue(0)
         self.cancel_button.setEnabled(True)
@@ -438,7 +458,7 @@ class RtsFusionDock(QgsDockWidget):
 
     def _done(self, ok: bool, results: dict, on_done) -> None:
         canceled = self.feedback is not None and self.feedback.isCanceled()
-        self.task = None
+        task, self.task = self.task, None
         self.cancel_button.setEnabled(False)
         self.run_button.setEnabled(True)
         self.last_results = dict(results or {})
@@ -449,7 +469,12 @@ class RtsFusionDock(QgsDockWidget):
         if canceled:
             self.status.setText("Cancelled.")
         elif not ok:
-            self.status.setText("The run failed; see the Processing log (View → Panels → Log Messages) for why.")
+            why = getattr(task, "error", "")  # the worker process says why; the in-process run logs it
+            self.status.setText(
+                f"The run failed: {why}"
+                if why
+                else "The run failed; see the Processing log (View → Panels → Log Messages) for why."
+            )
         else:
             self._temp_folder = None  # it holds the results now
             on_done(self.last_results)

@@ -162,6 +162,7 @@ def make_dock(qgis_iface, layers, model):
     dock.dem.setLayer(layers["dem"])
     dock.series.setLayer(layers["series"])
     dock.model_file.setFilePath(model)
+    dock.worker_python = sys.executable  # the test venv's Python stands for QGIS's own
     return dock
 
 

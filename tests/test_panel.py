@@ -107,6 +107,7 @@ def new_dock(qgis_iface, model=None):
     if model:
         dock.model_file.setFilePath(model)
     dock.device.setCurrentIndex(1)
+    dock.worker_python = sys.executable  # the test venv's Python stands for QGIS's own
     return dock
 
 
@@ -190,8 +191,10 @@ def test_cancel_says_cancelled_resets_progress_and_removes_the_temporary_folder(
 def test_rerun_into_the_same_folder_replaces_the_layers(provider, qgis_iface, project_layers, tiny_model, tmp_path):
     dock = new_dock(qgis_iface, tiny_model)
     dock.output_folder.setFilePath(str(tmp_path))
+    assert dock.in_worker.isChecked()  # the worker process is the default
     for _ in range(2):
         assert dock.run_mapping() is True
+        assert type(dock.task).__name__ == "MapSlumpsWorkerTask"
         wait_for(dock)
         assert dock.last_success, dock.status.text()
     group = QgsProject.instance().layerTreeRoot().findGroup("RTS Fusion results")
@@ -240,6 +243,7 @@ def test_unloading_the_plugin_during_a_run_cancels_it_cleanly(qgis_iface, qgis_p
         dock = plugin.dock
         dock.model_file.setFilePath(tiny_model)
         dock.device.setCurrentIndex(1)
+        dock.worker_python = sys.executable
         out = tmp_path / "out"
         dock.output_folder.setFilePath(str(out))
         assert dock.run_mapping() is True
