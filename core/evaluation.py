@@ -16,6 +16,7 @@ from .errors import RtsFusionError
 from .grid import TargetGrid
 from .labels import rasterize_polygons
 from .metrics import Confusion, confusion, scores, summarize
+from .outputs import atomic_output
 from .polygons import FOUR, read_detections
 from .vector import PolygonRecord, layer_crs_wkt, read_polygons, write_polygons
 
@@ -392,8 +393,7 @@ def metric_rows(ev: Evaluation) -> list[dict]:
 
 def write_csv(path: str, rows: list[dict]) -> str:
     """Write dict rows as CSV; returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="") as fh:
+    with atomic_output(path, "metrics CSV") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -403,6 +403,11 @@ def write_csv(path: str, rows: list[dict]) -> str:
 def write_matches(path: str, result: EvaluationResult) -> None:
     """GeoPackage with layers 'predictions' and 'ground_truth', each polygon carrying its match status."""
     example = {"id": 0, "status": "", "match_id": 0, "iou": 0.0, "area_px": 0}
+    with atomic_output(path, "match layers") as tmp:  # both layers, or nothing
+        _write_match_layers(tmp, result, example)
+
+
+def _write_match_layers(path: str, result: EvaluationResult, example: dict) -> None:
     ev = result.evaluation
     layers = (("predictions", result.predicted, ev.predicted), ("ground_truth", result.truth, ev.truth))
     for i, (name, objs, rows) in enumerate(layers):

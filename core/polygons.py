@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from scipy import ndimage
 
 from .errors import OperationCanceled, RtsFusionError
 from .grid import TargetGrid, read_window, utm_epsg, warped_vrt
+from .outputs import AtomicOutput, check_not_input
 from .stack import read_stack_info
 from .terrain import slope_degrees
 
@@ -315,10 +315,11 @@ def polygonize(
 
     Raises:
         RtsFusionError: unreadable inputs, a raster that is not a probability or mask.
-        OperationCanceled: cancelled; the output is removed.
+        OperationCanceled: cancelled; nothing is written (a file already at the output stays as it was).
 
     """
     progress, is_canceled = progress or (lambda _p: None), is_canceled or (lambda: False)
+    check_not_input(output, {"detection raster": raster_path, "fused stack": stack_path}, "slump polygons")
     det = read_detections(raster_path, opts.threshold)
     if probability_path:
         prob = read_detections(probability_path).probability
@@ -341,14 +342,13 @@ def polygonize(
             stats[name] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     pixels = object_sizes(labels, n)[1:]
     progress(40)
-    if os.path.exists(output):
-        os.remove(output)
+    out = AtomicOutput(output, "slump polygons")  # replaces the target only when the layer is complete
     srs = osr.SpatialReference()
     if det.grid.crs_wkt:
         srs.ImportFromWkt(det.grid.crs_wkt)
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     try:
-        ds = ogr.GetDriverByName("GPKG").CreateDataSource(output)
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(out.path)
         layer = ds.CreateLayer(layer_name, srs, ogr.wkbPolygon)
         for name, kind in (("id", ogr.OFTInteger), ("area_m2", ogr.OFTReal), ("perimeter_m", ogr.OFTReal),
                            ("pixels", ogr.OFTInteger), *((k, ogr.OFTReal) for k in stats)):  # fmt: skip
@@ -372,8 +372,8 @@ def polygonize(
         ds = layer = None
     except BaseException:
         ds = layer = None
-        with contextlib.suppress(OSError):
-            os.remove(output)
+        out.discard()
         raise
+    out.commit()
     progress(100)
     return count

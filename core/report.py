@@ -6,6 +6,8 @@ import html
 import os
 from collections.abc import Sequence
 
+from .outputs import atomic_output
+
 
 def _pyplot():
     import matplotlib
@@ -27,7 +29,8 @@ def line_chart(path: str, x: Sequence[float], series: dict[str, Sequence[float]]
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path, "chart") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 
@@ -52,7 +55,8 @@ def bar_chart(
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path, "chart") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
 
@@ -87,8 +91,7 @@ def write_html(path: str, title: str, sections: Sequence[tuple[str, str]]) -> st
     for heading, body in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>{body}")
     parts.append("</body></html>")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
+    with atomic_output(path, "HTML report") as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write("\n".join(parts))
     return path
 

@@ -21,6 +21,7 @@ from .bands import OPTICAL_KEYS
 from .errors import AlignmentError, FeatureError, OperationCanceled, RtsFusionError
 from .features import FEATURES, TERRAIN, derive
 from .grid import TargetGrid, bounded_gdal_cache, build_target_grid, check_grid_size, inspect_source, iter_windows
+from .outputs import AtomicOutput, check_not_input
 from .sources import FusionInputs, GridOptions, LogFn, OpticalBands, Sources
 
 __all__ = [
@@ -142,6 +143,18 @@ def _no_valid_pixel(src: Sources, pixels: int) -> RtsFusionError:
     )
 
 
+def _input_paths(inputs: FusionInputs) -> dict[str, str | None]:
+    """Label → path of every source raster (for the check that the stack never overwrites one)."""
+    return {
+        "optical layer": inputs.optical,
+        "thermal layer": inputs.thermal,
+        "DEM": inputs.dem,
+        "freeze-thaw index raster": inputs.fti,
+        "temperature series": inputs.temperature_series,
+        "valid-pixel mask": inputs.valid_mask,
+    }
+
+
 def build_fused_stack(
     inputs: FusionInputs,
     features: Sequence[str],
@@ -181,6 +194,7 @@ def build_fused_stack(
     progress = progress or (lambda _p: None)
     is_canceled = is_canceled or (lambda: False)
     log = log or (lambda _m: None)
+    check_not_input(output, _input_paths(inputs), "fused stack")
     if terrain_radius_m <= 0:
         raise FeatureError(f"The terrain radius must be positive, not {terrain_radius_m} m.")
     optical_info = inspect_source(inputs.optical, "optical")
@@ -229,11 +243,10 @@ def build_fused_stack(
             "predictor": 3,
             "BIGTIFF": "IF_SAFER",
         }
-        if os.path.exists(output):
-            os.remove(output)
+        out = AtomicOutput(output, "fused stack")  # the target is replaced only when the stack is complete
         quality = _Quality(features, src.optical_keys)
         try:
-            with rasterio.open(output, "w", **profile) as dst:
+            with rasterio.open(out.path, "w", **profile) as dst:
                 for win in windows:
                     if is_canceled():
                         raise OperationCanceled("Cancelled while writing the fused stack.")
@@ -251,12 +264,11 @@ def build_fused_stack(
                     dst, features, src.labelled(), terrain_radius_m, src.sensor.replace("auto", "unknown"), warnings
                 )
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(output)
+            out.discard()
             raise
         n_valid = quality.n_valid
         if n_valid == 0:
-            os.remove(output)
+            out.discard()
             raise _no_valid_pixel(src, grid.width * grid.height)
         for w in warnings:
             log(f"Warning: {w}")
@@ -276,6 +288,7 @@ def build_fused_stack(
                 f"Terrain features of {src.reduced_terrain:,} pixel(s) near the DEM's edge (or its nodata holes) "
                 "were computed from a reduced neighbourhood (the DEM's edge replicated)."
             )
+    out.commit()
     valid_fraction = n_valid / float(grid.width * grid.height)
     info = read_stack_info(output)
     return StackInfo(**{**info.__dict__, "valid_fraction": valid_fraction})

@@ -8,10 +8,17 @@ from dataclasses import dataclass
 
 from osgeo import ogr, osr
 
+from .errors import RtsFusionError
+from .outputs import atomic_output
+
 ogr.UseExceptions()
 osr.UseExceptions()
 
 Ring = Sequence[tuple[float, float]]
+
+
+class VectorError(RtsFusionError):
+    """A vector layer cannot be read as needed (missing, no such layer, not polygons)."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +48,26 @@ def write_polygons(
 ) -> None:
     """Write polygons to a GeoPackage layer: a new file, or a new layer of an existing one with append.
 
-    Field types are taken from the first record's attribute values, or from `fields` (name, example value)
-    so that an empty layer still gets its attribute table.
+    A new file is written beside the path and moved into place only when complete, so a failure leaves any
+    file already at the path untouched. Field types are taken from the first record's attribute values, or
+    from `fields` (name, example value) so that an empty layer still gets its attribute table.
     """
-    if os.path.exists(path) and not append:
-        os.remove(path)
-    driver = ogr.GetDriverByName("GPKG")
-    ds = ogr.Open(path, 1) if append and os.path.exists(path) else driver.CreateDataSource(path)
+    if append and os.path.exists(path):
+        _write_layer(path, layer_name, crs_wkt, records, fields, create=False)
+        return
+    with atomic_output(path, f"layer '{layer_name}'") as tmp:
+        _write_layer(tmp, layer_name, crs_wkt, records, fields, create=True)
+
+
+def _write_layer(
+    path: str,
+    layer_name: str,
+    crs_wkt: str,
+    records: Sequence[PolygonRecord],
+    fields: Sequence[tuple[str, int | float | str]],
+    create: bool,
+) -> None:
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(path) if create else ogr.Open(path, 1)
     srs = osr.SpatialReference()
     srs.ImportFromWkt(crs_wkt)
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
@@ -76,18 +96,74 @@ def write_polygons(
     ds = None  # noqa: F841 - closing the data source flushes it
 
 
-def _open_layer(path: str, layer_name: str | None = None) -> tuple[ogr.DataSource, ogr.Layer]:
-    """Open a layer (the first by default; a path may carry QGIS's '|layername=NAME'); keep the data source."""
-    path, _, suffix = path.partition("|")
-    if suffix.startswith("layername="):
-        layer_name = layer_name or suffix.split("=", 1)[1]
-    ds = ogr.Open(path)
+def split_source(source: str) -> tuple[str, dict[str, str]]:
+    """A QGIS layer source 'path|layername=NAME|subset=…' as (path, {'layername': NAME, 'subset': …})."""
+    path, *parts = str(source).split("|")
+    options = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep:
+            options[key.strip().lower()] = value
+    return path, options
+
+
+_POLYGON_TYPES = (ogr.wkbPolygon, ogr.wkbMultiPolygon, ogr.wkbCurvePolygon, ogr.wkbMultiSurface)
+_KIND = {
+    ogr.wkbPoint: "points",
+    ogr.wkbMultiPoint: "points",
+    ogr.wkbLineString: "lines",
+    ogr.wkbMultiLineString: "lines",
+    ogr.wkbCircularString: "lines",
+    ogr.wkbCompoundCurve: "lines",
+    ogr.wkbMultiCurve: "lines",
+    ogr.wkbNone: "no geometry (a table)",
+}
+
+
+def open_layer(path: str, layer_name: str | None = None) -> tuple[ogr.DataSource, ogr.Layer]:
+    """Open a layer and keep its data source: the named one, or the one QGIS's source string names.
+
+    A path may carry QGIS's '|layername=NAME' (or '|layerid=N') and '|subset=FILTER' suffixes: the layer chosen
+    inside a GeoPackage is the one read, and a layer filter is applied. Without a name, the file's only (first)
+    layer is read.
+
+    Raises:
+        VectorError: The file cannot be opened or has no such layer.
+
+    """
+    file_path, options = split_source(path)
+    layer_name = layer_name or options.get("layername")
+    ds = ogr.Open(file_path)
     if ds is None:
-        raise ValueError(f"Cannot open vector file '{path}'.")
-    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
+        raise VectorError(f"Cannot open the vector file '{file_path}' (missing, or not a vector format).")
+    if layer_name:
+        layer = ds.GetLayerByName(layer_name)
+    elif options.get("layerid", "").isdigit():
+        layer = ds.GetLayer(int(options["layerid"]))
+    else:
+        layer = ds.GetLayer(0)
     if layer is None:
-        raise ValueError(f"'{path}' has no layer {layer_name!r}.")
+        names = [ds.GetLayer(i).GetName() for i in range(ds.GetLayerCount())]
+        raise VectorError(
+            f"'{file_path}' has no layer {layer_name or options.get('layerid')!r}; it holds: {', '.join(names)}."
+        )
+    if options.get("subset"):
+        try:
+            layer.SetAttributeFilter(options["subset"])
+        except RuntimeError as exc:
+            raise VectorError(f"The filter {options['subset']!r} on '{file_path}' cannot be applied: {exc}") from exc
     return ds, layer
+
+
+def _require_polygons(path: str, layer: ogr.Layer, geom: ogr.Geometry | None = None) -> None:
+    kind = ogr.GT_Flatten(geom.GetGeometryType() if geom is not None else layer.GetGeomType())
+    if kind in _POLYGON_TYPES or (geom is None and kind in (ogr.wkbUnknown, ogr.wkbGeometryCollection)):
+        return
+    what = _KIND.get(kind, ogr.GeometryTypeToName(kind).lower())
+    raise VectorError(
+        f"The layer '{layer.GetName()}' of '{split_source(path)[0]}' holds {what}; polygons are needed "
+        "(slump outlines or areas). Give a polygon layer, or buffer the features into polygons first."
+    )
 
 
 def read_polygons(
@@ -119,9 +195,11 @@ def read_geometries(
 ) -> list[tuple[int, ogr.Geometry]]:
     """Every feature's geometry (cloned, optionally reprojected) with its feature id, in layer order.
 
-    A path may carry QGIS's '|layername=NAME' suffix. Features without geometry are skipped.
+    A path may carry QGIS's '|layername=NAME' suffix. Features without geometry are skipped; point or line
+    geometries are refused (polygons are needed).
     """
-    _ds, layer = _open_layer(path, layer_name)  # the data source must outlive the layer's use
+    _ds, layer = open_layer(path, layer_name)  # the data source must outlive the layer's use
+    _require_polygons(path, layer)
     transform = None
     if target_crs_wkt and layer.GetSpatialRef() is not None:
         src = layer.GetSpatialRef().Clone()
@@ -135,6 +213,7 @@ def read_geometries(
         geom = feat.GetGeometryRef()
         if geom is None or geom.IsEmpty():
             continue
+        _require_polygons(path, layer, geom)
         geom = geom.Clone()
         if transform is not None:
             geom.Transform(transform)
@@ -142,8 +221,8 @@ def read_geometries(
     return out
 
 
-def layer_crs_wkt(path: str) -> str:
-    """The WKT of a vector layer's CRS ('' when it has none)."""
-    _ds, layer = _open_layer(path)
+def layer_crs_wkt(path: str, layer_name: str | None = None) -> str:
+    """The WKT of a vector layer's CRS ('' when it has none); the path may carry '|layername=NAME'."""
+    _ds, layer = open_layer(path, layer_name)
     srs = layer.GetSpatialRef()
     return srs.ExportToWkt() if srs is not None else ""

@@ -25,6 +25,7 @@ from ..core.errors import OperationCanceled, RtsFusionError
 from ..core.grid import TargetGrid
 from ..core.labels import rasterize_polygons
 from ..core.metrics import confusion, scores
+from ..core.outputs import atomic_output
 from ..core.stack import read_stack_info
 from ..core.tiling import PredictFn, TileLayout, TileRow, blend_tiles, cut_row
 from ..core.vector import read_polygons
@@ -304,7 +305,7 @@ def write_csv(path: str, result: ImportanceResult) -> None:
     import csv
 
     keys = ["rank", "method", "kind", "band", "group", "importance", "std", "f1_drop", "iou_drop", "iou_std", "samples"]
-    with open(path, "w", newline="") as f:
+    with atomic_output(path, "importance CSV") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         for r in result.rows:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +21,7 @@ from rasterio.windows import Window
 
 from ..core.errors import RtsFusionError
 from ..core.grid import TargetGrid, bounded_gdal_cache
+from ..core.outputs import AtomicOutputs, check_distinct, check_not_input
 from ..core.polygons import UINT8_SCALE  # probability p is stored as round(p × 250); 255 = nodata
 from ..core.stack import StackInfo, read_stack_info
 from ..core.tiling import BackgroundWriter, PredictFn, PrepareFn, TileLayout, TileRow, blend_tiles, cut_row, prefetch
@@ -253,10 +253,14 @@ def predict_stack(
 
     Raises:
         RtsFusionError: bands missing from the stack, bad options, no valid pixel.
-        OperationCanceled: cancelled; partial outputs are removed.
+        OperationCanceled: cancelled; nothing is written (files already at the outputs stay as they were).
 
     """
     progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
+    check_distinct({"probability raster": probability_path, "mask raster": mask_path})
+    for path, what in ((probability_path, "probability raster"), (mask_path, "mask raster")):
+        if path:
+            check_not_input(path, {"fused stack": stack_path}, what)
     info = read_stack_info(stack_path)
     bands = match_bands(card, info.band_names)
     tile, overlap, threshold, window = _settings(card, options, info, log)
@@ -270,16 +274,15 @@ def predict_stack(
     if layout.tile_height < tile or layout.tile_width < tile:
         log(f"The stack ({info.grid.width} × {info.grid.height} px) is smaller than one tile: padded to {tile} px.")
     prob_profile, mask_profile = _profiles(info, window, options.probability_dtype)
-    outputs = [p for p in (probability_path, mask_path) if p]
-    for p in outputs:
-        if os.path.exists(p):
-            os.remove(p)
+    # Written beside the targets and moved into place together only when detection succeeds.
+    outputs = AtomicOutputs([(probability_path, "probability raster"), (mask_path, "mask raster")])
+    tmp_probability, tmp_mask = outputs.paths
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(bounded_gdal_cache())
             src = stack.enter_context(rasterio.open(stack_path))
-            dst_p = stack.enter_context(rasterio.open(probability_path, "w", **prob_profile))
-            dst_m = stack.enter_context(rasterio.open(mask_path, "w", **mask_profile)) if mask_path else None
+            dst_p = stack.enter_context(rasterio.open(tmp_probability, "w", **prob_profile))
+            dst_m = stack.enter_context(rasterio.open(tmp_mask, "w", **mask_profile)) if mask_path else None
             sink = _RasterSink(dst_p, dst_m, threshold, options.probability_dtype)
             rows = prefetch(read_rows(src, info, bands, layout, card_prepare(card)))
             stack.callback(rows.close)  # stops the reader before the stack closes
@@ -308,14 +311,12 @@ def predict_stack(
                 RTSFUSION_MODEL=card.config.architecture,
             )
     except BaseException:
-        for p in outputs:
-            with contextlib.suppress(OSError):
-                os.remove(p)
+        outputs.discard()
         raise
     if sink.valid == 0:
-        for p in outputs:
-            os.remove(p)
+        outputs.discard()
         raise RtsFusionError("The fused stack has no valid pixel in the processed extent (all nodata).")
+    outputs.commit()
     progress(100.0)
     return InferenceResult(probability_path, mask_path, layout.count, str(device), sink.slump, sink.valid)
 

@@ -12,6 +12,7 @@ import os
 import torch
 from torch import nn
 
+from ..core.outputs import atomic_output
 from .card import ModelCard
 from .registry import build_model
 
@@ -47,9 +48,8 @@ def save_package(path: str, model: nn.Module, card: ModelCard) -> None:
         CARD_HASH_KEY: hashlib.sha256(text.encode()).hexdigest(),
         WEIGHTS_HASH_KEY: _weights_hash(state),
     }
-    tmp = f"{path}.part"
-    save_file(state, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_output(path, "model package") as tmp:  # a failed write leaves no partial package
+        save_file(state, tmp, metadata=metadata)
 
 
 def read_card(path: str) -> ModelCard:

@@ -33,6 +33,7 @@ from ..core.errors import OperationCanceled, RtsFusionError
 from ..core.evaluation import per_chip_confusions
 from ..core.labels import require_overlap
 from ..core.metrics import confusion, summarize
+from ..core.vector import open_layer
 from .card import ModelCard
 from .data import MANIFEST_FIXED, _resolve, auto_blocked_split, load_manifest, load_scene, random_split
 from .device import resolve_device
@@ -231,11 +232,7 @@ def split_regions(regions_path: str, field: str | None, folder: str) -> list[tup
         RtsFusionError: unreadable layer, unknown field, fewer than two regions.
 
     """
-    path = regions_path.split("|")[0]
-    ds = ogr.Open(path)
-    if ds is None:
-        raise RtsFusionError(f"Cannot open the regions layer '{regions_path}'.")
-    layer = ds.GetLayer(0)
+    _ds, layer = open_layer(regions_path)  # the layer chosen inside a GeoPackage; keep the data source open
     defn = layer.GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     if field and field not in names:

@@ -14,6 +14,7 @@ import torch
 
 from ..core.errors import OperationCanceled, RtsFusionError
 from ..core.metrics import Confusion, confusion, summarize
+from ..core.outputs import atomic_output
 from .augment import augment
 from .card import CardMetrics, ModelCard, Normalization, TrainingInfo
 from .config import ModelConfig
@@ -429,7 +430,7 @@ def _fit(
 
 
 def _write_history(path: str, history: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
+    with atomic_output(path, "training history CSV") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
