@@ -22,8 +22,7 @@ from qgis.core import (
 )
 
 from .common import RtsAlgorithm, field_type, layer_path, require_deep_learning, run_core
-from .detect import DEVICES
-from .train import vector_path
+from .params import DEVICES, vector_path
 
 METHOD_LABELS = ("Both (saliency and permutation)", "Permutation (drop in F1 and IoU)", "Saliency (|gradient × input|)")
 FIELDS = (

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputNumber,
@@ -14,8 +12,7 @@ from qgis.core import (
 
 from ..core.change import CLASSES, compare_inventories, write_changes
 from .common import RtsAlgorithm, run_core
-from .polygonize import write_vector_output
-from .train import vector_path
+from .params import vector_output, vector_path
 
 
 class ChangeDetectAlgorithm(RtsAlgorithm):
@@ -76,9 +73,8 @@ class ChangeDetectAlgorithm(RtsAlgorithm):
         tolerance = self.parameterAsDouble(parameters, "TOLERANCE", context) / 100.0
         result = run_core(feedback, compare_inventories, before, after, tolerance)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        gpkg = output if output.lower().endswith(".gpkg") else os.path.splitext(output)[0] + "_tmp.gpkg"
-        write_changes(gpkg, result)
-        write_vector_output(gpkg, output)
+        with vector_output(output, "slump changes") as gpkg:
+            write_changes(gpkg, result)
         t = result.totals
         feedback.pushInfo(", ".join(f"{t[f'n_{c}']} {c}" for c in CLASSES) + f"; area change {t['area_change_m2']} m²")
         out = {"OUTPUT": output, "AREA_CHANGE_M2": t["area_change_m2"], "MEAN_RETREAT_M": t["mean_retreat_grown_m"]}

@@ -16,6 +16,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.errors import OperationCanceled, RtsFusionError
+from .params import check_outputs
 
 T = TypeVar("T")
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
@@ -37,6 +38,21 @@ class RtsAlgorithm(QgsProcessingAlgorithm):
 
     def icon(self) -> QIcon:
         return QIcon(ICON)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 - QGIS API name
+        ok, message = super().checkParameterValues(parameters, context)
+        if ok:
+            try:
+                check_outputs(self, parameters, context)
+            except QgsProcessingException as exc:
+                return False, str(exc)
+        return ok, message
+
+    def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 - QGIS API name
+        # Every way of running (dialog, processing.run, qgis_process, the modeller, the panel's task) passes
+        # here before any work: an output that would destroy an input is refused whoever skipped the check.
+        check_outputs(self, parameters, context)
+        return True
 
 
 def run_core(feedback: QgsProcessingFeedback, fn: Callable[..., T], *args, **kwargs) -> T:

@@ -17,8 +17,7 @@ from qgis.core import (
 
 from ..core.errors import RtsFusionError
 from .common import RtsAlgorithm, layer_path, optional_number, require_deep_learning, run_core, style_on_load
-
-DEVICES = ("auto", "cpu", "cuda")
+from .params import add_device_parameter, device_choice
 
 
 class DetectAlgorithm(RtsAlgorithm):
@@ -64,7 +63,7 @@ class DetectAlgorithm(RtsAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(self.MODEL, "Model package (.safetensors)", extension="safetensors")
         )
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", list(DEVICES), defaultValue=0))
+        add_device_parameter(self, self.DEVICE)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE, "Batch size (tiles)", QgsProcessingParameterNumber.Type.Integer, 4, False, 1, 256
@@ -127,7 +126,7 @@ class DetectAlgorithm(RtsAlgorithm):
                 window = bounds_to_window(stack, (r.xMinimum(), r.yMinimum(), r.xMaximum(), r.yMaximum()))
             except RtsFusionError as exc:
                 raise QgsProcessingException(str(exc)) from exc
-        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        device = device_choice(self, parameters, context, self.DEVICE)
         try:
             model, card = load_package(model_path)
         except ValueError as exc:

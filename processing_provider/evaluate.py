@@ -29,7 +29,7 @@ from ..core import report
 from ..core.errors import RtsFusionError
 from ..core.evaluation import evaluate_detections, metric_rows, write_csv, write_matches
 from .common import RtsAlgorithm, field_type, layer_path, style_on_load
-from .train import vector_path
+from .params import vector_path
 
 
 class EvaluateAlgorithm(RtsAlgorithm):

@@ -9,7 +9,7 @@ from qgis.core import QgsProcessingParameterDefinition, QgsProcessingParameterEn
 
 from ..core.features import PRESETS
 from ..models.registry import ARCHITECTURES
-from .train import DEVICES
+from .params import DEVICES
 
 # The registry's order: the study's twelve, then FusionSA-SegFormer and its dual-stream variant.
 ARCHITECTURE_IDS = tuple(ARCHITECTURES)

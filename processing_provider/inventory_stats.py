@@ -25,7 +25,7 @@ from ..core.inventory import (
 )
 from ..core.sources import read_band_mapping
 from .common import RtsAlgorithm, layer_path, run_core, write_table
-from .train import vector_path
+from .params import vector_path
 
 
 def parse_numbers(text: str, label: str) -> tuple[float, ...]:

@@ -6,7 +6,6 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -17,8 +16,7 @@ from ..core.errors import RtsFusionError
 from ..pipeline.map_slumps import MapInputs, MapOptions, MapOutputs, map_slumps
 from .common import optional_number, require_deep_learning, run_core, style_on_load
 from .fusion_inputs import FusionInputsAlgorithm
-
-DEVICES = ("auto", "cpu", "cuda")
+from .params import add_device_parameter, device_choice
 
 
 class MapSlumpsAlgorithm(FusionInputsAlgorithm):
@@ -56,7 +54,7 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
             QgsProcessingParameterFile(self.MODEL, "Model package (.safetensors)", extension="safetensors")
         )
         self.add_input_parameters(with_features=False)
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", list(DEVICES), defaultValue=0))
+        add_device_parameter(self, self.DEVICE)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.THRESHOLD,
@@ -91,7 +89,7 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         inputs, grid, radius = self.read_inputs(parameters, context)
         try:
             options = MapOptions(
-                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                device=device_choice(self, parameters, context, self.DEVICE),
                 threshold=optional_number(self, parameters, self.THRESHOLD, context),
                 min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
             )

@@ -23,7 +23,7 @@ from qgis.core import (
 from ..models.registry import ARCHITECTURES, differs_from_study
 from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core, write_table
 from .experiment_params import ARCHITECTURE_IDS, BAND_SETS, add_budget_parameters, band_set, read_budget
-from .train import vector_path
+from .params import vector_path
 
 
 def parse_seeds(text: str) -> list[int]:

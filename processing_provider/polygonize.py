@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputNumber,
@@ -15,15 +13,7 @@ from qgis.core import (
 
 from ..core.polygons import PolygonizeOptions, polygonize
 from .common import RtsAlgorithm, layer_path, run_core, style_on_load
-
-
-def write_vector_output(gpkg: str, destination: str) -> None:
-    """Convert the written GeoPackage to the destination's format when it is not a GeoPackage."""
-    if destination.lower().endswith(".gpkg"):
-        return
-    from osgeo import gdal
-
-    gdal.VectorTranslate(destination, gpkg)
+from .params import vector_output
 
 
 class PolygonizeAlgorithm(RtsAlgorithm):
@@ -127,9 +117,8 @@ class PolygonizeAlgorithm(RtsAlgorithm):
             drop_touching_nodata=self.parameterAsBool(parameters, self.DROP_NODATA, context),
         )
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        gpkg = output if output.lower().endswith(".gpkg") else os.path.splitext(output)[0] + "_tmp.gpkg"
-        count = run_core(feedback, polygonize, raster, gpkg, opts, stack_path=stack)
-        write_vector_output(gpkg, output)
+        with vector_output(output, "slump polygons") as gpkg:
+            count = run_core(feedback, polygonize, raster, gpkg, opts, stack_path=stack)
         feedback.pushInfo(f"{count} slump polygons written.")
         style_on_load(context, output, "slumps")
         return {self.OUTPUT: output, "COUNT": count}

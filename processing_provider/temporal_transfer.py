@@ -18,7 +18,7 @@ from qgis.core import (
 
 from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core, write_table
 from .experiment_params import add_training_parameters, read_training_parameters
-from .train import vector_path
+from .params import vector_path
 
 
 class TemporalTransferAlgorithm(RtsAlgorithm):

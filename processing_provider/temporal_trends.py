@@ -18,7 +18,7 @@ from qgis.core import (
 from ..core.errors import RtsFusionError
 from ..core.trends import parse_year_rasters, temporal_trends, write_report
 from .common import RtsAlgorithm, layer_path, run_core, write_table
-from .train import vector_path
+from .params import vector_path
 
 
 class TemporalTrendsAlgorithm(RtsAlgorithm):

@@ -22,26 +22,8 @@ from ..core.errors import RtsFusionError
 from ..core.features import resolve_features
 from ..models.protocol import STUDY_DIFFERENCES
 from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core
+from .params import ENCODERS, TRAIN_ARCHITECTURES, add_device_parameter, device_choice, train_encoder, vector_path
 
-ARCHITECTURES = (
-    ("fusion_sa_segformer", "FusionSA-SegFormer (the study's model)"),
-    ("sa_segformer", "SA-SegFormer"),
-    ("ca_segformer", "CA-SegFormer"),
-    ("segformer", "SegFormer"),
-    ("fusion_sa_segformer_ds", "FusionSA-SegFormer-DS (dual stream)"),
-    # The rest of the study's comparison (appended: earlier indexes keep their meaning).
-    ("cnn3", "3-layer CNN"),
-    ("unet_resnet34", "U-Net (ResNet-34)"),
-    ("unetpp_resnet34", "U-Net++ (ResNet-34)"),
-    ("deeplabv3plus_resnet34", "DeepLabV3+ (ResNet-34)"),
-    ("fcn_resnet50", "FCN (ResNet-50)"),
-    ("unet_convnext", "U-Net (ConvNeXt-T)"),
-    ("unet_swin", "U-Net (Swin-T)"),
-    ("sa_convnext", "SA-ConvNeXt"),
-    ("ca_convnext", "CA-ConvNeXt"),
-)
-ENCODERS = ("b0", "b1", "b2", "b3", "b4", "b5", "tiny")
-DEVICES = ("auto", "cpu", "cuda")
 # Appended only: the indexes are stored in scripts and models.
 BAND_CHOICES = (
     "all bands of the stack",
@@ -59,13 +41,6 @@ PROTOCOLS = (
     "The study's protocol (see help; 400 epochs fused, 200 baselines)",
     "The study's protocol with the number of epochs given below (a shorter trial)",
 )
-
-
-def vector_path(layer, name: str) -> str:
-    """File path behind a vector layer parameter (the part before any '|layername=')."""
-    if layer is None:
-        raise QgsProcessingException(f"The {name} layer is missing or invalid.")
-    return layer.source().split("|")[0]
 
 
 class TrainAlgorithm(RtsAlgorithm):
@@ -160,7 +135,9 @@ class TrainAlgorithm(RtsAlgorithm):
             QgsProcessingParameterString(self.CUSTOM_BANDS, "Custom band list (comma-separated)", optional=True)
         )
         self.addParameter(
-            QgsProcessingParameterEnum(self.ARCHITECTURE, "Architecture", [a[1] for a in ARCHITECTURES], defaultValue=0)
+            QgsProcessingParameterEnum(
+                self.ARCHITECTURE, "Architecture", [a[1] for a in TRAIN_ARCHITECTURES], defaultValue=0
+            )
         )
         self.addParameter(
             QgsProcessingParameterEnum(
@@ -202,7 +179,7 @@ class TrainAlgorithm(RtsAlgorithm):
                 1.0,
             )
         )
-        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", list(DEVICES), defaultValue=0))
+        add_device_parameter(self, self.DEVICE)
         self.addParameter(
             QgsProcessingParameterNumber(self.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 20250917)
         )
@@ -281,15 +258,12 @@ class TrainAlgorithm(RtsAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
-        from ..models.registry import MIT_BASED
         from ..models.report import training_report
         from ..models.train import TrainConfig, study_preset, train_from_manifest, train_from_stack
 
         p = parameters
-        architecture = ARCHITECTURES[self.parameterAsEnum(p, self.ARCHITECTURE, context)][0]
-        encoder = ENCODERS[self.parameterAsEnum(p, self.ENCODER, context)]
-        if architecture not in MIT_BASED and encoder != "tiny":
-            encoder = "standard"
+        architecture = TRAIN_ARCHITECTURES[self.parameterAsEnum(p, self.ARCHITECTURE, context)][0]
+        encoder = train_encoder(architecture, ENCODERS[self.parameterAsEnum(p, self.ENCODER, context)])
         cfg = TrainConfig(
             architecture=architecture,
             encoder=encoder,
@@ -303,7 +277,7 @@ class TrainAlgorithm(RtsAlgorithm):
             block_size=self.parameterAsInt(p, self.BLOCK_SIZE, context),
             patience=self.parameterAsInt(p, self.PATIENCE, context),
             seed=self.parameterAsInt(p, self.SEED, context),
-            device=DEVICES[self.parameterAsEnum(p, self.DEVICE, context)],
+            device=device_choice(self, p, context, self.DEVICE),
             normalization=("standardize", "chip_minmax", "study")[self.parameterAsEnum(p, self.NORMALIZATION, context)],
             encoder_weights=self.parameterAsFile(p, self.ENCODER_WEIGHTS, context) or None,
         )
