@@ -71,8 +71,14 @@ def train_encoder(architecture: str, encoder: str) -> str:
 
 
 def _polygon_geometry_type():
-    wkb = getattr(getattr(Qgis, "WkbType", None), "Polygon", None) or QgsWkbTypes.Polygon
+    # Qgis.WkbType from QGIS 3.30 (the only spelling on QGIS 4), QgsWkbTypes.Type before.
+    wkb = Qgis.WkbType.Polygon if hasattr(Qgis, "WkbType") else QgsWkbTypes.Type.Polygon
     return QgsWkbTypes.geometryType(wkb)
+
+
+def _static_property_type():
+    # Qgis.PropertyType from QGIS 3.36 (the only spelling on QGIS 4), QgsProperty.Type before.
+    return Qgis.PropertyType.Static if hasattr(Qgis, "PropertyType") else QgsProperty.Type.StaticProperty
 
 
 def vector_path(layer, name: str, polygons: bool = True) -> str:
@@ -185,7 +191,7 @@ def _static_value(value):
     if isinstance(value, QgsProcessingOutputLayerDefinition):
         value = value.sink
     if isinstance(value, QgsProperty):
-        return value.staticValue() if value.propertyType() == QgsProperty.StaticProperty else None
+        return value.staticValue() if value.propertyType() == _static_property_type() else None
     return value
 
 
