@@ -30,9 +30,9 @@ from ..models.registry import ARCHITECTURES, MIT_BASED
 
 DEVICES = ("auto", "cpu", "cuda")
 
-# The order of the Train algorithm's architecture choices: saved models and scripts use these indexes, so new
-# architectures are appended. Labels come from the registry.
-TRAIN_ARCHITECTURE_IDS = (
+# The order of the Train algorithm's architecture choices: saved models and scripts use these indexes, so the
+# first fourteen keep their places and architectures added to the registry later are appended in its order.
+_TRAIN_FIRST = (
     "fusion_sa_segformer",
     "sa_segformer",
     "ca_segformer",
@@ -48,6 +48,7 @@ TRAIN_ARCHITECTURE_IDS = (
     "sa_convnext",
     "ca_convnext",
 )
+TRAIN_ARCHITECTURE_IDS = _TRAIN_FIRST + tuple(a for a in ARCHITECTURES if a not in _TRAIN_FIRST)
 TRAIN_ARCHITECTURES = tuple((a, ARCHITECTURES[a][0]) for a in TRAIN_ARCHITECTURE_IDS)
 # MiT variants b0–b5 in order, then the tiny test size (indexes are the Train algorithm's ENCODER choices).
 ENCODERS = (*sorted(v for v in MIT_VARIANTS if v.startswith("b")), "tiny")
