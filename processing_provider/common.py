@@ -51,7 +51,7 @@ class RtsAlgorithm(QgsProcessingAlgorithm):
     def prepareAlgorithm(self, parameters, context, feedback) -> bool:  # noqa: N802 - QGIS API name
         # Every way of running (dialog, processing.run, qgis_process, the modeller, the panel's task) passes
         # here before any work: an output that would destroy an input is refused whoever skipped the check.
-        check_outputs(self, parameters, context)
+        check_outputs(self, parameters, context, create_folders=True)
         return True
 
 

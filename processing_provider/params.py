@@ -216,8 +216,11 @@ def _output_files(alg: QgsProcessingAlgorithm, parameters, context) -> dict[str,
     return outputs
 
 
-def check_outputs(alg: QgsProcessingAlgorithm, parameters, context) -> None:
+def check_outputs(alg: QgsProcessingAlgorithm, parameters, context, create_folders: bool = False) -> None:
     """Refuse, before any work, outputs that would replace an input, collide, or cannot be written.
+
+    With create_folders, the missing folders of the tables QGIS writes itself (feature sinks) are created; the
+    other outputs create theirs when they are written (core.outputs), and remove them again when the run fails.
 
     Raises:
         QgsProcessingException: Naming the output parameter (and the input it would destroy).
@@ -237,5 +240,7 @@ def check_outputs(alg: QgsProcessingAlgorithm, parameters, context) -> None:
                 continue
             check_not_input(path, inputs, label)
             check_writable(path, label)
+            if create_folders and kind == "sink":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     except RtsFusionError as exc:
         raise QgsProcessingException(str(exc)) from exc
