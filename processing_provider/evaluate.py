@@ -139,7 +139,9 @@ class EvaluateAlgorithm(RtsAlgorithm):
         layer = self.parameterAsLayer(parameters, self.PREDICTION, context)
         if layer is None:
             raise QgsProcessingException("The detections layer is missing or invalid.")
-        prediction = layer_path(layer, "detections") if isinstance(layer, QgsRasterLayer) else layer.source()
+        prediction = (
+            layer_path(layer, "detections") if isinstance(layer, QgsRasterLayer) else vector_path(layer, "detections")
+        )
         truth = vector_path(self.parameterAsVectorLayer(parameters, self.TRUTH, context), "ground truth")
         ref_layer = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
         aoi_layer = self.parameterAsVectorLayer(parameters, self.AOI, context)
