@@ -104,7 +104,6 @@ TRANSFER = {"STACK": "$stack", "INVENTORY": "$slumps", "REGIONS": "$slumps", "EP
 
 OVERWRITES = "would be written to .*which is the input .*destroy the input"
 H2 = "waiting for h2: a raster whose corners reproject to infinity overflows core/grid.py"
-H6 = "waiting for h6: polygonise refuses rasters that are not a probability or mask"
 H7 = "waiting for h7: inventories that do not overlap each other are an error"
 
 CASES = [
@@ -588,7 +587,6 @@ CASES = [
         "rtsfusion:polygonize",
         {**POLY, "INPUT": "$rgb3"},
         match=r"band",
-        waiting=H6,
     ),
     Case(
         "polygonize-values-not-probability",
@@ -596,7 +594,6 @@ CASES = [
         "rtsfusion:polygonize",
         {**POLY, "INPUT": "$percent"},
         match=r"probabilit|0.1|range",
-        waiting=H6,
     ),
     Case(
         "evaluate-truth-empty",
