@@ -21,6 +21,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..core.outputs import atomic_output
 from .common import RtsAlgorithm, field_type, layer_path, require_deep_learning, run_core
 from .params import DEVICES, vector_path
 
@@ -200,6 +201,7 @@ def importance_chart(path: str, rows: list[dict]) -> str:
         ax.tick_params(axis="x", rotation=45)
         ax.axhline(0, color="#555", linewidth=0.6)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_output(path, "importance chart") as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return path
