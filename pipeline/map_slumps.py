@@ -7,13 +7,15 @@ callables, and the result is a frozen dataclass. No QGIS here.
 
 from __future__ import annotations
 
-import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import OperationCanceled, RtsFusionError
+from ..core.outputs import AtomicOutput, AtomicOutputs
 from ..core.polygons import PolygonizeOptions, polygonize
 from ..core.stack import FusionInputs, GridOptions, build_fused_stack
 
@@ -166,17 +168,15 @@ class _Stages:
 
 
 def _write_vector(gpkg: str, destination: str) -> None:
-    """Convert the GeoPackage to the destination's format (by extension) and remove the GeoPackage."""
+    """Convert the GeoPackage to the destination's format (by extension)."""
     from osgeo import gdal
 
     gdal.UseExceptions()
     try:
-        gdal.VectorTranslate(destination, gpkg)
+        if gdal.VectorTranslate(destination, gpkg) is None:
+            raise RtsFusionError(f"Cannot write the slump polygons to '{destination}' (format not supported).")
     except RuntimeError as exc:
         raise RtsFusionError(f"Cannot write the slump polygons to '{destination}': {exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(gpkg)
 
 
 def map_slumps(
@@ -200,7 +200,7 @@ def map_slumps(
         outputs: where to write.
         options: detection and cleaning settings.
         progress: called with the overall 0–100.
-        is_canceled: polled inside every stage; a cancelled run removes every file it wrote.
+        is_canceled: polled inside every stage; a cancelled run writes nothing.
         log: receives progress messages and warnings.
 
     Returns:
@@ -208,7 +208,7 @@ def map_slumps(
 
     Raises:
         RtsFusionError: inputs or a model that cannot produce the map, explained.
-        OperationCanceled: cancelled by the user; nothing this run wrote is left behind.
+        OperationCanceled: cancelled by the user; nothing is written (files already at the outputs stay as they were).
 
     """
     progress = progress or (lambda _p: None)
@@ -226,17 +226,26 @@ def map_slumps(
     card = loaded.card
     log(f"Model needs {len(card.bands)} bands: {', '.join(card.bands)}")
     log(f"From the inputs: {'; '.join(card.needed_inputs())}")
-    gpkg = outputs.polygons
-    if not gpkg.lower().endswith(".gpkg"):
-        gpkg = os.path.splitext(outputs.polygons)[0] + "_tmp.gpkg"
-    written: list[str] = []
+    # Every output is written beside its target and all are moved into place together at the end: a failed or
+    # cancelled run leaves files already at the targets untouched and none of its own (a partial set would look
+    # like a result).
+    rasters = AtomicOutputs(
+        [(outputs.stack, "fused stack"), (outputs.probability, "probability raster"), (outputs.mask, "mask raster")]
+    )
+    stack, probability, mask = rasters.paths
+    try:
+        vector = AtomicOutput(outputs.polygons, "slump polygons")
+    except BaseException:
+        rasters.discard()
+        raise
+    work = tempfile.mkdtemp(prefix="rts_fusion_map_")
+    gpkg = vector.path if outputs.polygons.lower().endswith(".gpkg") else os.path.join(work, "slumps.gpkg")
     try:
         step = stages.start(0)
-        written.append(outputs.stack)
         build_fused_stack(
             inputs.fusion,
             card.bands,
-            outputs.stack,
+            stack,
             grid_options=inputs.grid,
             terrain_radius_m=inputs.terrain_radius_m,
             progress=step,
@@ -246,13 +255,12 @@ def map_slumps(
         step = stages.start(1)
         from ..models.inference import InferenceOptions, predict_stack
 
-        written += [outputs.probability, outputs.mask]
         detected = predict_stack(
             loaded.model,
             card,
-            outputs.stack,
-            outputs.probability,
-            outputs.mask,
+            stack,
+            probability,
+            mask,
             InferenceOptions(
                 device=options.device, batch_size=options.batch_size, threshold=options.threshold, tta=options.tta
             ),
@@ -262,28 +270,27 @@ def map_slumps(
         )
         threshold = card.threshold if options.threshold is None else options.threshold
         step = stages.start(2)
-        written.append(gpkg)
         holes = options.min_area_m2 / 2 if options.fill_holes_m2 is None else options.fill_holes_m2
         count = polygonize(
-            outputs.mask,
+            mask,
             gpkg,
             PolygonizeOptions(min_area_m2=options.min_area_m2, fill_holes_m2=holes),
-            stack_path=outputs.stack,
+            stack_path=stack,
             layer_name=outputs.layer_name,
-            probability_path=outputs.probability,
+            probability_path=probability,
             progress=step,
             is_canceled=is_canceled,
         )
-        if gpkg != outputs.polygons:
-            written.append(outputs.polygons)
-            _write_vector(gpkg, outputs.polygons)
+        if gpkg != vector.path:
+            _write_vector(gpkg, vector.path)
     except BaseException:
-        # A failed or cancelled run leaves none of its outputs, not even a finished stack: a partial set would
-        # look like a result.
-        for path in written:
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        vector.discard()
+        rasters.discard()
         raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rasters.commit()
+    vector.commit()
     progress(100.0)
     log(f"{count} thaw slumps mapped.")
     return MapResult(

@@ -104,7 +104,6 @@ TRANSFER = {"STACK": "$stack", "INVENTORY": "$slumps", "REGIONS": "$slumps", "EP
 
 OVERWRITES = "would be written to .*which is the input .*destroy the input"
 H2 = "waiting for h2: a raster whose corners reproject to infinity overflows core/grid.py"
-H7 = "waiting for h7: inventories that do not overlap each other are an error"
 
 CASES = [
     # --- 1. Data safety: an output that resolves to an input is refused before any work -----------------------
@@ -615,7 +614,6 @@ CASES = [
         "rtsfusion:changedetect",
         {**CHANGE, "AFTER": "$far"},
         match=r"overlap",
-        waiting=H7,
     ),
     # --- 9. Sensible results where a result is sensible ----------------------------------------------------------
     Case(
