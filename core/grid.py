@@ -186,7 +186,17 @@ def build_target_grid(
 
     boxes = []
     for s in sources:
-        b = transform_bounds(CRS.from_wkt(s.crs_wkt), dst_crs, *s.bounds, densify_pts=21)
+        try:
+            b = transform_bounds(CRS.from_wkt(s.crs_wkt), dst_crs, *s.bounds, densify_pts=21)
+        except Exception:  # noqa: BLE001 - PROJ raises several kinds for coordinates it cannot transform
+            b = (math.nan,) * 4
+        if not all(math.isfinite(v) for v in b):
+            # Coordinates no CRS can hold (e.g. a geotransform shifted by 10^6): a georeferencing mistake.
+            raise AlignmentError(
+                f"The {s.label} layer's extent {tuple(round(v, 3) for v in s.bounds)} cannot be placed in the "
+                f"target CRS ({dst_crs.to_string()}): its coordinates lie outside what its CRS can describe. "
+                f"Check the {s.label} layer's georeferencing (CRS and geotransform)."
+            )
         boxes.append((s, b))
     xmin = max(b[0] for _, b in boxes)
     ymin = max(b[1] for _, b in boxes)

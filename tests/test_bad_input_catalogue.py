@@ -103,7 +103,6 @@ IMPORTANCE["OUTPUT"] = "@importance.gpkg"
 TRANSFER = {"STACK": "$stack", "INVENTORY": "$slumps", "REGIONS": "$slumps", "EPOCHS": 1, "OUTPUT": "@t.gpkg"}
 
 OVERWRITES = "would be written to .*which is the input .*destroy the input"
-H2 = "waiting for h2: a raster whose corners reproject to infinity overflows core/grid.py"
 
 CASES = [
     # --- 1. Data safety: an output that resolves to an input is refused before any work -----------------------
@@ -535,7 +534,6 @@ CASES = [
         "rtsfusion:alignfuse",
         {**FUSE, "DEM": "$dem_offglobe", "OUTPUT": "@s.tif"},
         match=r"DEM",
-        waiting=H2,
     ),
     Case(
         "detect-tile-not-multiple-of-32",
