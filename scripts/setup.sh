@@ -30,6 +30,9 @@ echo "numpy==${NUMPY_VERSION}" > "$CONSTRAINTS"
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS")
 # torch first and pinned to the CPU build (the +cpu label exists only on PyTorch's index): PyPI's torch for Linux is
 # the multi-GB CUDA build, which an unlabelled pin (or a torch pulled in later) would fetch.
-"${PIP[@]}" "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+# A machine whose pip already finds that build (a local wheel) skips the extra index, whose lookups would be
+# retried for every dependency where it cannot be reached.
+"${PIP[@]}" "torch==2.13.0+cpu" 2>/dev/null ||
+  "${PIP[@]}" "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
 "${PIP[@]}" -r requirements-dev.txt
 echo "setup: environment ready in .venv (numpy ${NUMPY_VERSION}, the system's)"
