@@ -14,6 +14,8 @@ from ..core.bands import guess_sensor as _core_guess_sensor
 from ..core.features import Available
 from ..core.features import unmet_needs as _core_unmet_needs
 from ..core.spectral import SENSORS
+from ..processing_provider.band_importance import BandImportanceAlgorithm as _Imp
+from ..processing_provider.map_slumps import MapSlumpsAlgorithm as _Map
 
 SENSOR_KEYS = tuple(SENSORS)
 
@@ -69,19 +71,19 @@ def map_parameters(
 ) -> dict:
     """Parameters of rtsfusion:mapslumps for the dock's choices; outputs go to `folder`."""
     params = {
-        "MODEL": model,
-        "OPTICAL": optical,
-        "THERMAL": thermal,
-        "DEM": dem,
-        "TEMPERATURE_SERIES": series,
-        "SENSOR": SENSOR_KEYS.index(sensor),
-        "DEVICE": device,
-        "THRESHOLD": threshold,
-        "MIN_AREA": min_area,
-        "STACK": os.path.join(folder, "fused_stack.tif"),
-        "PROBABILITY": os.path.join(folder, "slump_probability.tif"),
-        "MASK": os.path.join(folder, "slump_mask.tif"),
-        "POLYGONS": os.path.join(folder, "thaw_slumps.gpkg"),
+        _Map.MODEL: model,
+        _Map.OPTICAL: optical,
+        _Map.THERMAL: thermal,
+        _Map.DEM: dem,
+        _Map.TEMPERATURE_SERIES: series,
+        _Map.SENSOR: SENSOR_KEYS.index(sensor),
+        _Map.DEVICE: device,
+        _Map.THRESHOLD: threshold,
+        _Map.MIN_AREA: min_area,
+        _Map.STACK: os.path.join(folder, "fused_stack.tif"),
+        _Map.PROBABILITY: os.path.join(folder, "slump_probability.tif"),
+        _Map.MASK: os.path.join(folder, "slump_mask.tif"),
+        _Map.POLYGONS: os.path.join(folder, "thaw_slumps.gpkg"),
     }
     for key in OPTICAL_KEYS:
         params[f"BAND_{key.upper()}"] = mapped.get(key)
@@ -93,16 +95,16 @@ def importance_parameters(
 ) -> dict:
     """Parameters of rtsfusion:bandimportance for the dock's choices."""
     return {
-        "MODEL": model,
-        "STACK": stack,
-        "TRUTH": truth,
-        "METHOD": method,
-        "REPEATS": repeats,
-        "SEED": 0,
-        "DEVICE": device,
-        "OUTPUT": "TEMPORARY_OUTPUT",
-        "CSV": os.path.join(folder, "band_importance.csv"),
-        "CHART": os.path.join(folder, "band_importance.png"),
+        _Imp.MODEL: model,
+        _Imp.STACK: stack,
+        _Imp.TRUTH: truth,
+        _Imp.METHOD: method,
+        _Imp.REPEATS: repeats,
+        _Imp.SEED: 0,
+        _Imp.DEVICE: device,
+        _Imp.OUTPUT: "TEMPORARY_OUTPUT",
+        _Imp.CSV: os.path.join(folder, "band_importance.csv"),
+        _Imp.CHART: os.path.join(folder, "band_importance.png"),
     }
 
 

@@ -19,6 +19,12 @@ class ChangeDetectAlgorithm(RtsAlgorithm):
     """Classify the change of every slump between an earlier and a later inventory."""
 
     GROUP = "Inventory analysis"
+    BEFORE = "BEFORE"
+    AFTER = "AFTER"
+    TOLERANCE = "TOLERANCE"
+    OUTPUT = "OUTPUT"
+    AREA_CHANGE_M2 = "AREA_CHANGE_M2"
+    MEAN_RETREAT_M = "MEAN_RETREAT_M"
 
     def name(self) -> str:
         return "changedetect"
@@ -40,15 +46,17 @@ class ChangeDetectAlgorithm(RtsAlgorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "BEFORE", "Earlier inventory", [QgsProcessing.SourceType.TypeVectorPolygon]
+                self.BEFORE, "Earlier inventory", [QgsProcessing.SourceType.TypeVectorPolygon]
             )
         )
         self.addParameter(
-            QgsProcessingParameterVectorLayer("AFTER", "Later inventory", [QgsProcessing.SourceType.TypeVectorPolygon])
+            QgsProcessingParameterVectorLayer(
+                self.AFTER, "Later inventory", [QgsProcessing.SourceType.TypeVectorPolygon]
+            )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "TOLERANCE",
+                self.TOLERANCE,
                 "Stable within ± (% of area)",
                 QgsProcessingParameterNumber.Type.Double,
                 10.0,
@@ -59,24 +67,28 @@ class ChangeDetectAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterVectorDestination(
-                "OUTPUT", "Slump changes", QgsProcessing.SourceType.TypeVectorPolygon
+                self.OUTPUT, "Slump changes", QgsProcessing.SourceType.TypeVectorPolygon
             )
         )
         for c in CLASSES:
             self.addOutput(QgsProcessingOutputNumber(f"N_{c.upper()}", f"Slumps {c}"))
-        self.addOutput(QgsProcessingOutputNumber("AREA_CHANGE_M2", "Total area change (m²)"))
-        self.addOutput(QgsProcessingOutputNumber("MEAN_RETREAT_M", "Mean retreat of grown slumps (m)"))
+        self.addOutput(QgsProcessingOutputNumber(self.AREA_CHANGE_M2, "Total area change (m²)"))
+        self.addOutput(QgsProcessingOutputNumber(self.MEAN_RETREAT_M, "Mean retreat of grown slumps (m)"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
-        before = vector_path(self.parameterAsVectorLayer(parameters, "BEFORE", context), "earlier inventory")
-        after = vector_path(self.parameterAsVectorLayer(parameters, "AFTER", context), "later inventory")
-        tolerance = self.parameterAsDouble(parameters, "TOLERANCE", context) / 100.0
+        before = vector_path(self.parameterAsVectorLayer(parameters, self.BEFORE, context), "earlier inventory")
+        after = vector_path(self.parameterAsVectorLayer(parameters, self.AFTER, context), "later inventory")
+        tolerance = self.parameterAsDouble(parameters, self.TOLERANCE, context) / 100.0
         result = run_core(feedback, compare_inventories, before, after, tolerance)
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         with vector_output(output, "slump changes") as gpkg:
             write_changes(gpkg, result)
         t = result.totals
         feedback.pushInfo(", ".join(f"{t[f'n_{c}']} {c}" for c in CLASSES) + f"; area change {t['area_change_m2']} m²")
-        out = {"OUTPUT": output, "AREA_CHANGE_M2": t["area_change_m2"], "MEAN_RETREAT_M": t["mean_retreat_grown_m"]}
+        out = {
+            self.OUTPUT: output,
+            self.AREA_CHANGE_M2: t["area_change_m2"],
+            self.MEAN_RETREAT_M: t["mean_retreat_grown_m"],
+        }
         out.update({f"N_{c.upper()}": t[f"n_{c}"] for c in CLASSES})
         return out

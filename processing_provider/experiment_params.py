@@ -24,6 +24,22 @@ STUDY_FIELDS = ("lr", "max_lr", "weight_decay", "warmup_fraction", "anneal", "di
                 "crop_ratio", "rot90_p", "normalization", "patience")  # fmt: skip
 
 
+class ExperimentParams:
+    """Names of the parameters the experiment algorithms share (stable: models and scripts use them)."""
+
+    SIZE = "SIZE"
+    EPOCHS = "EPOCHS"
+    TILE_SIZE = "TILE_SIZE"
+    CHIPS_PER_EPOCH = "CHIPS_PER_EPOCH"
+    BATCH_SIZE = "BATCH_SIZE"
+    DEVICE = "DEVICE"
+    PROTOCOL = "PROTOCOL"
+    BLOCK_SIZE = "BLOCK_SIZE"
+    ARCHITECTURE = "ARCHITECTURE"
+    BAND_SET = "BAND_SET"
+    SEED = "SEED"
+
+
 def band_set(name: str) -> tuple[str, ...] | None:
     """Bands of a named set; None for all bands of the stack."""
     return None if name.startswith("all") else PRESETS[name]
@@ -31,13 +47,15 @@ def band_set(name: str) -> tuple[str, ...] | None:
 
 def add_budget_parameters(alg) -> None:
     """Encoder size, epochs, tile size, chips per epoch, batch size, device and (advanced) split block size."""
-    alg.addParameter(QgsProcessingParameterEnum("SIZE", "Encoder size", list(SIZES), defaultValue=0))
+    alg.addParameter(QgsProcessingParameterEnum(ExperimentParams.SIZE, "Encoder size", list(SIZES), defaultValue=0))
     alg.addParameter(
-        QgsProcessingParameterNumber("EPOCHS", "Epochs", QgsProcessingParameterNumber.Type.Integer, 20, False, 1, 1000)
+        QgsProcessingParameterNumber(
+            ExperimentParams.EPOCHS, "Epochs", QgsProcessingParameterNumber.Type.Integer, 20, False, 1, 1000
+        )
     )
     alg.addParameter(
         QgsProcessingParameterNumber(
-            "TILE_SIZE",
+            ExperimentParams.TILE_SIZE,
             "Tile size (px, multiple of 32)",
             QgsProcessingParameterNumber.Type.Integer,
             64,
@@ -48,16 +66,25 @@ def add_budget_parameters(alg) -> None:
     )
     alg.addParameter(
         QgsProcessingParameterNumber(
-            "CHIPS_PER_EPOCH", "Chips per epoch", QgsProcessingParameterNumber.Type.Integer, 128, False, 8
+            ExperimentParams.CHIPS_PER_EPOCH,
+            "Chips per epoch",
+            QgsProcessingParameterNumber.Type.Integer,
+            128,
+            False,
+            8,
         )
     )
     alg.addParameter(
-        QgsProcessingParameterNumber("BATCH_SIZE", "Batch size", QgsProcessingParameterNumber.Type.Integer, 8, False, 1)
+        QgsProcessingParameterNumber(
+            ExperimentParams.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Type.Integer, 8, False, 1
+        )
     )
-    alg.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", list(DEVICES), defaultValue=0))
-    alg.addParameter(QgsProcessingParameterEnum("PROTOCOL", "Training protocol", list(PROTOCOLS), defaultValue=0))
+    alg.addParameter(QgsProcessingParameterEnum(ExperimentParams.DEVICE, "Device", list(DEVICES), defaultValue=0))
+    alg.addParameter(
+        QgsProcessingParameterEnum(ExperimentParams.PROTOCOL, "Training protocol", list(PROTOCOLS), defaultValue=0)
+    )
     block = QgsProcessingParameterNumber(
-        "BLOCK_SIZE",
+        ExperimentParams.BLOCK_SIZE,
         "Block size of the spatially blocked split (px, 0 or empty = automatic)",
         QgsProcessingParameterNumber.Type.Integer,
         0,
@@ -75,37 +102,41 @@ def read_budget(alg, parameters, context) -> dict:
     input scaling replace the experiment defaults (models.train.study_preset); epochs stay the budget's and the
     split stays blocked, so held-out scores stay unleaked.
     """
-    epochs = alg.parameterAsInt(parameters, "EPOCHS", context)
+    epochs = alg.parameterAsInt(parameters, ExperimentParams.EPOCHS, context)
     study: dict = {}
-    if alg.parameterAsEnum(parameters, "PROTOCOL", context) == 1:
+    if alg.parameterAsEnum(parameters, ExperimentParams.PROTOCOL, context) == 1:
         from ..models.train import study_preset
 
         preset = study_preset()
         study = {k: getattr(preset, k) for k in STUDY_FIELDS}
     return {
-        "encoder": SIZES[alg.parameterAsEnum(parameters, "SIZE", context)],
-        "tile_size": alg.parameterAsInt(parameters, "TILE_SIZE", context),
+        "encoder": SIZES[alg.parameterAsEnum(parameters, ExperimentParams.SIZE, context)],
+        "tile_size": alg.parameterAsInt(parameters, ExperimentParams.TILE_SIZE, context),
         "epochs": epochs,
-        "batch_size": alg.parameterAsInt(parameters, "BATCH_SIZE", context),
-        "chips_per_epoch": alg.parameterAsInt(parameters, "CHIPS_PER_EPOCH", context),
+        "batch_size": alg.parameterAsInt(parameters, ExperimentParams.BATCH_SIZE, context),
+        "chips_per_epoch": alg.parameterAsInt(parameters, ExperimentParams.CHIPS_PER_EPOCH, context),
         "lr": 1e-3,
         "max_lr": 3e-3,
         "patience": epochs,
-        "device": DEVICES[alg.parameterAsEnum(parameters, "DEVICE", context)],
+        "device": DEVICES[alg.parameterAsEnum(parameters, ExperimentParams.DEVICE, context)],
         **study,
-        "block_size": alg.parameterAsInt(parameters, "BLOCK_SIZE", context),
+        "block_size": alg.parameterAsInt(parameters, ExperimentParams.BLOCK_SIZE, context),
     }
 
 
 def add_training_parameters(alg) -> None:
     """Architecture, band set, the budget and a seed (the transfer experiments)."""
     alg.addParameter(
-        QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", list(ARCHITECTURE_IDS), defaultValue=12)
+        QgsProcessingParameterEnum(
+            ExperimentParams.ARCHITECTURE, "Architecture", list(ARCHITECTURE_IDS), defaultValue=12
+        )
     )
-    alg.addParameter(QgsProcessingParameterEnum("BAND_SET", "Band set", list(BAND_SETS), defaultValue=1))
+    alg.addParameter(QgsProcessingParameterEnum(ExperimentParams.BAND_SET, "Band set", list(BAND_SETS), defaultValue=1))
     add_budget_parameters(alg)
     alg.addParameter(
-        QgsProcessingParameterNumber("SEED", "Random seed", QgsProcessingParameterNumber.Type.Integer, 0, False, 0)
+        QgsProcessingParameterNumber(
+            ExperimentParams.SEED, "Random seed", QgsProcessingParameterNumber.Type.Integer, 0, False, 0
+        )
     )
 
 
@@ -114,8 +145,10 @@ def read_training_parameters(alg, parameters, context):
     from ..models.registry import encoder_for
     from ..models.train import TrainConfig
 
-    arch = ARCHITECTURE_IDS[alg.parameterAsEnum(parameters, "ARCHITECTURE", context)]
+    arch = ARCHITECTURE_IDS[alg.parameterAsEnum(parameters, ExperimentParams.ARCHITECTURE, context)]
     budget = read_budget(alg, parameters, context)
     budget["encoder"] = encoder_for(arch, budget["encoder"])
-    cfg = TrainConfig(architecture=arch, decoder_dim=64, seed=alg.parameterAsInt(parameters, "SEED", context), **budget)
-    return cfg, band_set(BAND_SETS[alg.parameterAsEnum(parameters, "BAND_SET", context)])
+    cfg = TrainConfig(
+        architecture=arch, decoder_dim=64, seed=alg.parameterAsInt(parameters, ExperimentParams.SEED, context), **budget
+    )
+    return cfg, band_set(BAND_SETS[alg.parameterAsEnum(parameters, ExperimentParams.BAND_SET, context)])

@@ -43,6 +43,23 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
     """Distribution of an RTS inventory over elevation, slope, aspect, slope position and distance to water."""
 
     GROUP = "Inventory analysis"
+    SLUMPS = "SLUMPS"
+    DEM = "DEM"
+    WATER = "WATER"
+    OPTICAL = "OPTICAL"
+    GREEN_BAND = "GREEN_BAND"
+    NIR_BAND = "NIR_BAND"
+    AOI = "AOI"
+    ELEVATION_BIN = "ELEVATION_BIN"
+    SLOPE_BIN = "SLOPE_BIN"
+    SLOPE_EDGES = "SLOPE_EDGES"
+    WATER_EDGES = "WATER_EDGES"
+    TPI_RADIUS = "TPI_RADIUS"
+    NDWI_THRESHOLD = "NDWI_THRESHOLD"
+    OUTPUT = "OUTPUT"
+    HTML = "HTML"
+    N_SLUMPS = "N_SLUMPS"
+    STUDY_AREA_KM2 = "STUDY_AREA_KM2"
 
     def name(self) -> str:
         return "inventorystats"
@@ -71,33 +88,37 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "SLUMPS", "RTS inventory (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon]
+                self.SLUMPS, "RTS inventory (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon]
             )
         )
-        self.addParameter(QgsProcessingParameterRasterLayer("DEM", "Elevation model (DEM, metres)"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, "Elevation model (DEM, metres)"))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "WATER", "Water bodies (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
+                self.WATER, "Water bodies (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
-        self.addParameter(QgsProcessingParameterRasterLayer("OPTICAL", "Optical image (for NDWI water)", optional=True))
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(self.OPTICAL, "Optical image (for NDWI water)", optional=True)
+        )
         # No default band: read from the optical layer's band names, or asked for (never a silent 2 and 4).
         self.addParameter(
             QgsProcessingParameterBand(
-                "GREEN_BAND", "Green band (empty: from band names)", None, "OPTICAL", optional=True
+                self.GREEN_BAND, "Green band (empty: from band names)", None, self.OPTICAL, optional=True
             )
         )
         self.addParameter(
-            QgsProcessingParameterBand("NIR_BAND", "NIR band (empty: from band names)", None, "OPTICAL", optional=True)
+            QgsProcessingParameterBand(
+                self.NIR_BAND, "NIR band (empty: from band names)", None, self.OPTICAL, optional=True
+            )
         )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "AOI", "Study area (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
+                self.AOI, "Study area (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "ELEVATION_BIN",
+                self.ELEVATION_BIN,
                 "Elevation class width (m)",
                 QgsProcessingParameterNumber.Type.Double,
                 100.0,
@@ -107,12 +128,12 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "SLOPE_BIN", "Slope class width (°)", QgsProcessingParameterNumber.Type.Double, 2.0, False, 0.1, 45.0
+                self.SLOPE_BIN, "Slope class width (°)", QgsProcessingParameterNumber.Type.Double, 2.0, False, 0.1, 45.0
             )
         )
         self.addParameter(
             QgsProcessingParameterString(
-                "SLOPE_EDGES",
+                self.SLOPE_EDGES,
                 "Slope class edges (°, comma-separated; the last class is open; empty: equal-width classes)",
                 ", ".join(f"{v:g}" for v in STUDY_SLOPE_EDGES),
                 optional=True,
@@ -120,14 +141,14 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterString(
-                "WATER_EDGES",
+                self.WATER_EDGES,
                 "Distance-to-water class edges (m, comma-separated; the last class is open)",
                 ", ".join(f"{v:g}" for v in DEFAULT_WATER_EDGES),
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "TPI_RADIUS",
+                self.TPI_RADIUS,
                 "Slope-position (TPI) radius (m)",
                 QgsProcessingParameterNumber.Type.Double,
                 300.0,
@@ -137,7 +158,7 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "NDWI_THRESHOLD",
+                self.NDWI_THRESHOLD,
                 "NDWI water threshold",
                 QgsProcessingParameterNumber.Type.Double,
                 0.2,
@@ -147,17 +168,19 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterFeatureSink("OUTPUT", "Statistics table", QgsProcessing.SourceType.TypeVector)
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Statistics table", QgsProcessing.SourceType.TypeVector)
         )
-        self.addParameter(QgsProcessingParameterFileDestination("HTML", "Report", "HTML files (*.html)", optional=True))
-        self.addOutput(QgsProcessingOutputNumber("N_SLUMPS", "Slumps in the study area"))
-        self.addOutput(QgsProcessingOutputNumber("STUDY_AREA_KM2", "Study area (km²)"))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.HTML, "Report", "HTML files (*.html)", optional=True)
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.N_SLUMPS, "Slumps in the study area"))
+        self.addOutput(QgsProcessingOutputNumber(self.STUDY_AREA_KM2, "Study area (km²)"))
 
     def _water_bands(self, parameters, context, optical: str, feedback) -> tuple[int, int]:
         """Green and NIR bands of the optical layer: as set, else from its band names; refused when unknown."""
         given = {
             key: self.parameterAsInt(parameters, name, context)
-            for key, name in (("green", "GREEN_BAND"), ("nir", "NIR_BAND"))
+            for key, name in (("green", self.GREEN_BAND), ("nir", self.NIR_BAND))
             if self.parameterAsInt(parameters, name, context)
         }
         mapping = read_band_mapping(optical, given)
@@ -172,19 +195,19 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         return mapping.bands["green"], mapping.bands["nir"]
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
-        slumps = vector_path(self.parameterAsVectorLayer(parameters, "SLUMPS", context), "inventory")
-        dem = layer_path(self.parameterAsRasterLayer(parameters, "DEM", context), "DEM")
-        water_layer = self.parameterAsVectorLayer(parameters, "WATER", context)
-        optical_layer = self.parameterAsRasterLayer(parameters, "OPTICAL", context)
-        aoi_layer = self.parameterAsVectorLayer(parameters, "AOI", context)
-        slope_edges = self.parameterAsString(parameters, "SLOPE_EDGES", context)
+        slumps = vector_path(self.parameterAsVectorLayer(parameters, self.SLUMPS, context), "inventory")
+        dem = layer_path(self.parameterAsRasterLayer(parameters, self.DEM, context), self.DEM)
+        water_layer = self.parameterAsVectorLayer(parameters, self.WATER, context)
+        optical_layer = self.parameterAsRasterLayer(parameters, self.OPTICAL, context)
+        aoi_layer = self.parameterAsVectorLayer(parameters, self.AOI, context)
+        slope_edges = self.parameterAsString(parameters, self.SLOPE_EDGES, context)
         options = InventoryOptions(
-            elevation_bin=self.parameterAsDouble(parameters, "ELEVATION_BIN", context),
-            slope_bin=self.parameterAsDouble(parameters, "SLOPE_BIN", context),
+            elevation_bin=self.parameterAsDouble(parameters, self.ELEVATION_BIN, context),
+            slope_bin=self.parameterAsDouble(parameters, self.SLOPE_BIN, context),
             slope_edges=parse_numbers(edges, "Slope classes") if (edges := slope_edges.strip()) else (),
-            water_edges=parse_numbers(self.parameterAsString(parameters, "WATER_EDGES", context), "Water classes"),
-            tpi_radius=self.parameterAsDouble(parameters, "TPI_RADIUS", context),
-            ndwi_threshold=self.parameterAsDouble(parameters, "NDWI_THRESHOLD", context),
+            water_edges=parse_numbers(self.parameterAsString(parameters, self.WATER_EDGES, context), "Water classes"),
+            tpi_radius=self.parameterAsDouble(parameters, self.TPI_RADIUS, context),
+            ndwi_threshold=self.parameterAsDouble(parameters, self.NDWI_THRESHOLD, context),
         )
         optical = layer_path(optical_layer, "optical") if optical_layer else None
         green, nir = 2, 4  # unused unless water comes from the optical layer's NDWI
@@ -204,9 +227,9 @@ class InventoryStatsAlgorithm(RtsAlgorithm):
         )
         for line in result.summary:
             feedback.pushInfo(line)
-        dest = write_table(self, parameters, "OUTPUT", context, result.rows)
-        results = {"OUTPUT": dest, "N_SLUMPS": result.n_slumps, "STUDY_AREA_KM2": result.study_area_km2}
-        html = self.parameterAsFileOutput(parameters, "HTML", context)
+        dest = write_table(self, parameters, self.OUTPUT, context, result.rows)
+        results = {self.OUTPUT: dest, self.N_SLUMPS: result.n_slumps, self.STUDY_AREA_KM2: result.study_area_km2}
+        html = self.parameterAsFileOutput(parameters, self.HTML, context)
         if html:
-            results["HTML"] = write_report(html, result)
+            results[self.HTML] = write_report(html, result)
         return results

@@ -41,6 +41,18 @@ class ModelStudyAlgorithm(RtsAlgorithm):
     """The study's model comparison as one reproducible run."""
 
     GROUP = "Experiments"
+    STACK = "STACK"
+    INVENTORY = "INVENTORY"
+    MANIFEST = "MANIFEST"
+    ARCHITECTURES = "ARCHITECTURES"
+    BAND_SETS = "BAND_SETS"
+    SEEDS = "SEEDS"
+    DECODER_DIM = "DECODER_DIM"
+    OUTPUT = "OUTPUT"
+    HTML = "HTML"
+    BEST_MODEL = "BEST_MODEL"
+    BEST_F1 = "BEST_F1"
+    RUNS = "RUNS"
 
     def name(self) -> str:
         return "modelstudy"
@@ -71,18 +83,18 @@ class ModelStudyAlgorithm(RtsAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
-        self.addParameter(QgsProcessingParameterRasterLayer("STACK", "Fused stack", optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "Fused stack", optional=True))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "INVENTORY", "Slump inventory", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
+                self.INVENTORY, "Slump inventory", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
-            QgsProcessingParameterFile("MANIFEST", "Chip manifest (instead of stack + inventory)", optional=True)
+            QgsProcessingParameterFile(self.MANIFEST, "Chip manifest (instead of stack + inventory)", optional=True)
         )
         self.addParameter(
             QgsProcessingParameterEnum(
-                "ARCHITECTURES",
+                self.ARCHITECTURES,
                 "Architectures",
                 list(ARCHITECTURE_IDS),
                 allowMultiple=True,
@@ -90,13 +102,15 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterEnum("BAND_SETS", "Band sets", list(BAND_SETS), allowMultiple=True, defaultValue=[1])
+            QgsProcessingParameterEnum(
+                self.BAND_SETS, "Band sets", list(BAND_SETS), allowMultiple=True, defaultValue=[1]
+            )
         )
-        self.addParameter(QgsProcessingParameterString("SEEDS", "Seeds (comma-separated)", "0"))
+        self.addParameter(QgsProcessingParameterString(self.SEEDS, "Seeds (comma-separated)", "0"))
         add_budget_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
-                "DECODER_DIM",
+                self.DECODER_DIM,
                 "Decoder width (SegFormer family)",
                 QgsProcessingParameterNumber.Type.Integer,
                 64,
@@ -105,27 +119,29 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterFeatureSink("OUTPUT", "Model table", QgsProcessing.SourceType.TypeVector)
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Model table", QgsProcessing.SourceType.TypeVector)
         )
-        self.addParameter(QgsProcessingParameterFileDestination("HTML", "Report", "HTML files (*.html)", optional=True))
-        self.addOutput(QgsProcessingOutputString("BEST_MODEL", "Best model (mean test F1)"))
-        self.addOutput(QgsProcessingOutputNumber("BEST_F1", "Its mean test F1"))
-        self.addOutput(QgsProcessingOutputNumber("RUNS", "Finished runs"))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.HTML, "Report", "HTML files (*.html)", optional=True)
+        )
+        self.addOutput(QgsProcessingOutputString(self.BEST_MODEL, "Best model (mean test F1)"))
+        self.addOutput(QgsProcessingOutputNumber(self.BEST_F1, "Its mean test F1"))
+        self.addOutput(QgsProcessingOutputNumber(self.RUNS, "Finished runs"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
         from ..models.study import StudyRun, run_model_study, settings_of, study_report
         from ..models.train import TrainConfig
 
-        manifest = self.parameterAsFile(parameters, "MANIFEST", context) or None
-        stack_layer = self.parameterAsRasterLayer(parameters, "STACK", context)
-        inventory_layer = self.parameterAsVectorLayer(parameters, "INVENTORY", context)
+        manifest = self.parameterAsFile(parameters, self.MANIFEST, context) or None
+        stack_layer = self.parameterAsRasterLayer(parameters, self.STACK, context)
+        inventory_layer = self.parameterAsVectorLayer(parameters, self.INVENTORY, context)
         if not manifest and (stack_layer is None or inventory_layer is None):
             raise QgsProcessingException("Give a fused stack and a slump inventory, or a chip manifest.")
         stack = layer_path(stack_layer, "fused stack") if not manifest else None
         inventory = vector_path(inventory_layer, "inventory") if not manifest else None
-        archs = [ARCHITECTURE_IDS[i] for i in self.parameterAsEnums(parameters, "ARCHITECTURES", context)]
-        sets = [BAND_SETS[i] for i in self.parameterAsEnums(parameters, "BAND_SETS", context)]
+        archs = [ARCHITECTURE_IDS[i] for i in self.parameterAsEnums(parameters, self.ARCHITECTURES, context)]
+        sets = [BAND_SETS[i] for i in self.parameterAsEnums(parameters, self.BAND_SETS, context)]
         if not archs or not sets:
             raise QgsProcessingException("Choose at least one architecture and one band set.")
         if manifest:
@@ -140,10 +156,10 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             for s in sets
         ]
         base = TrainConfig(
-            decoder_dim=self.parameterAsInt(parameters, "DECODER_DIM", context),
+            decoder_dim=self.parameterAsInt(parameters, self.DECODER_DIM, context),
             **read_budget(self, parameters, context),
         )
-        seeds = parse_seeds(self.parameterAsString(parameters, "SEEDS", context))
+        seeds = parse_seeds(self.parameterAsString(parameters, self.SEEDS, context))
         workdir = tempfile.mkdtemp(prefix="rts_model_study_")
         feedback.pushInfo(f"{len(runs)} models × {len(seeds)} seed(s); packages in {workdir}")
         result = run_core(
@@ -162,12 +178,12 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             feedback.reportError("Cancelled: the table holds the runs that finished.", fatalError=False)
         if not result.rows:
             raise QgsProcessingException("No run finished.")
-        dest = write_table(self, parameters, "OUTPUT", context, result.rows)
+        dest = write_table(self, parameters, self.OUTPUT, context, result.rows)
         best = result.summary[0]
         feedback.pushInfo(f"Best: {best['model']} (mean test F1 {best['f1']:.3f})")
-        out = {"OUTPUT": dest, "BEST_MODEL": best["model"], "BEST_F1": best["f1"], "RUNS": len(result.rows)}
-        html = self.parameterAsFileOutput(parameters, "HTML", context)
+        out = {self.OUTPUT: dest, self.BEST_MODEL: best["model"], self.BEST_F1: best["f1"], self.RUNS: len(result.rows)}
+        html = self.parameterAsFileOutput(parameters, self.HTML, context)
         if html:
             settings = settings_of(base, seeds=seeds, data=manifest or f"{os.path.basename(stack)} + inventory")
-            out["HTML"] = study_report(html, result, settings)
+            out[self.HTML] = study_report(html, result, settings)
         return out

@@ -25,6 +25,14 @@ class SpatialTransferAlgorithm(RtsAlgorithm):
     """Leave one region out, one fold per region: does the model hold up on ground it never saw."""
 
     GROUP = "Experiments"
+    STACK = "STACK"
+    INVENTORY = "INVENTORY"
+    REGIONS = "REGIONS"
+    MANIFEST = "MANIFEST"
+    MANIFEST_COLUMN = "MANIFEST_COLUMN"
+    REGION_FIELD = "REGION_FIELD"
+    OUTPUT = "OUTPUT"
+    MEAN_F1 = "MEAN_F1"
 
     def name(self) -> str:
         return "spatialtransfer"
@@ -47,52 +55,52 @@ class SpatialTransferAlgorithm(RtsAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
-        self.addParameter(QgsProcessingParameterRasterLayer("STACK", "Fused stack", optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "Fused stack", optional=True))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "INVENTORY", "Slump inventory", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
+                self.INVENTORY, "Slump inventory", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "REGIONS", "Regions (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
+                self.REGIONS, "Regions (polygons)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True
             )
         )
         self.addParameter(
-            QgsProcessingParameterFile("MANIFEST", "Or: chip manifest (instead of stack, inventory, regions)",
+            QgsProcessingParameterFile(self.MANIFEST, "Or: chip manifest (instead of stack, inventory, regions)",
                                        optional=True)
         )  # fmt: skip
         self.addParameter(
-            QgsProcessingParameterString("MANIFEST_COLUMN", "Manifest region column", "region", optional=True)
+            QgsProcessingParameterString(self.MANIFEST_COLUMN, "Manifest region column", "region", optional=True)
         )
         self.addParameter(
-            QgsProcessingParameterField("REGION_FIELD", "Region field (empty: each feature)", None, "REGIONS",
+            QgsProcessingParameterField(self.REGION_FIELD, "Region field (empty: each feature)", None, self.REGIONS,
                                         optional=True)
         )  # fmt: skip
         add_training_parameters(self)
         self.addParameter(
-            QgsProcessingParameterFeatureSink("OUTPUT", "Transfer table", QgsProcessing.SourceType.TypeVector)
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Transfer table", QgsProcessing.SourceType.TypeVector)
         )
-        self.addOutput(QgsProcessingOutputNumber("MEAN_F1", "Mean F1 over held-out regions"))
+        self.addOutput(QgsProcessingOutputNumber(self.MEAN_F1, "Mean F1 over held-out regions"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
         from ..models.study import manifest_transfer, spatial_transfer
 
-        manifest = self.parameterAsFile(parameters, "MANIFEST", context)
+        manifest = self.parameterAsFile(parameters, self.MANIFEST, context)
         if manifest:
             cfg, _ = read_training_parameters(self, parameters, context)
-            column = self.parameterAsString(parameters, "MANIFEST_COLUMN", context) or "region"
+            column = self.parameterAsString(parameters, self.MANIFEST_COLUMN, context) or "region"
             result = run_core(feedback, manifest_transfer, manifest, column, cfg, log=feedback.pushInfo)
-            dest = write_table(self, parameters, "OUTPUT", context, result.rows)
-            return {"OUTPUT": dest, "MEAN_F1": result.rows[-1]["f1"] if result.rows else float("nan")}
-        for name in ("STACK", "INVENTORY", "REGIONS"):
+            dest = write_table(self, parameters, self.OUTPUT, context, result.rows)
+            return {self.OUTPUT: dest, self.MEAN_F1: result.rows[-1]["f1"] if result.rows else float("nan")}
+        for name in (self.STACK, self.INVENTORY, self.REGIONS):
             if not parameters.get(name):
                 raise QgsProcessingException("Give a fused stack, an inventory and regions, or a chip manifest.")
-        stack = layer_path(self.parameterAsRasterLayer(parameters, "STACK", context), "fused stack")
-        inventory = vector_path(self.parameterAsVectorLayer(parameters, "INVENTORY", context), "inventory")
-        regions = vector_path(self.parameterAsVectorLayer(parameters, "REGIONS", context), "regions")
-        field = self.parameterAsString(parameters, "REGION_FIELD", context) or None
+        stack = layer_path(self.parameterAsRasterLayer(parameters, self.STACK, context), "fused stack")
+        inventory = vector_path(self.parameterAsVectorLayer(parameters, self.INVENTORY, context), "inventory")
+        regions = vector_path(self.parameterAsVectorLayer(parameters, self.REGIONS, context), "regions")
+        field = self.parameterAsString(parameters, self.REGION_FIELD, context) or None
         cfg, bands = read_training_parameters(self, parameters, context)
         result = run_core(
             feedback,
@@ -106,5 +114,5 @@ class SpatialTransferAlgorithm(RtsAlgorithm):
             workdir=tempfile.mkdtemp(prefix="rts_spatial_"),
             log=feedback.pushInfo,
         )
-        dest = write_table(self, parameters, "OUTPUT", context, result.rows)
-        return {"OUTPUT": dest, "MEAN_F1": result.rows[-1]["f1"] if result.rows else float("nan")}
+        dest = write_table(self, parameters, self.OUTPUT, context, result.rows)
+        return {self.OUTPUT: dest, self.MEAN_F1: result.rows[-1]["f1"] if result.rows else float("nan")}

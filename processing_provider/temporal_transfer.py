@@ -25,6 +25,16 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
     """Train on one year, test on others: does the model hold up in other years."""
 
     GROUP = "Experiments"
+    TRAIN_STACK = "TRAIN_STACK"
+    TRAIN_INVENTORY = "TRAIN_INVENTORY"
+    TEST_STACKS = "TEST_STACKS"
+    TEST_INVENTORIES = "TEST_INVENTORIES"
+    MANIFEST = "MANIFEST"
+    MANIFEST_COLUMN = "MANIFEST_COLUMN"
+    TRAIN_VALUE = "TRAIN_VALUE"
+    LABELS = "LABELS"
+    OUTPUT = "OUTPUT"
+    MEAN_TRANSFER_F1 = "MEAN_TRANSFER_F1"
 
     def name(self) -> str:
         return "temporaltransfer"
@@ -51,10 +61,12 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
-        self.addParameter(QgsProcessingParameterRasterLayer("TRAIN_STACK", "Training year: fused stack", optional=True))
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(self.TRAIN_STACK, "Training year: fused stack", optional=True)
+        )
         self.addParameter(
             QgsProcessingParameterVectorLayer(
-                "TRAIN_INVENTORY",
+                self.TRAIN_INVENTORY,
                 "Training year: slump inventory",
                 [QgsProcessing.SourceType.TypeVectorPolygon],
                 optional=True,
@@ -62,69 +74,72 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
-                "TEST_STACKS", "Other years: fused stacks", QgsProcessing.SourceType.TypeRaster, optional=True
+                self.TEST_STACKS, "Other years: fused stacks", QgsProcessing.SourceType.TypeRaster, optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
-                "TEST_INVENTORIES", "Other years: slump inventories (same order)",
+                self.TEST_INVENTORIES, "Other years: slump inventories (same order)",
                 QgsProcessing.SourceType.TypeVectorPolygon, optional=True,
             )
         )  # fmt: skip
         self.addParameter(
-            QgsProcessingParameterFile("MANIFEST", "Or: chip manifest (instead of stacks and inventories)",
+            QgsProcessingParameterFile(self.MANIFEST, "Or: chip manifest (instead of stacks and inventories)",
                                        optional=True)
         )  # fmt: skip
         self.addParameter(
-            QgsProcessingParameterString("MANIFEST_COLUMN", "Manifest year column", "year", optional=True)
+            QgsProcessingParameterString(self.MANIFEST_COLUMN, "Manifest year column", "year", optional=True)
         )
         self.addParameter(
-            QgsProcessingParameterString("TRAIN_VALUE", "Manifest: training year (a value of the column)",
+            QgsProcessingParameterString(self.TRAIN_VALUE, "Manifest: training year (a value of the column)",
                                          optional=True)
         )  # fmt: skip
         self.addParameter(
             QgsProcessingParameterString(
-                "LABELS", "Labels: training year, then the others (comma-separated)", optional=True
+                self.LABELS, "Labels: training year, then the others (comma-separated)", optional=True
             )
         )
         add_training_parameters(self)
         self.addParameter(
-            QgsProcessingParameterFeatureSink("OUTPUT", "Transfer table", QgsProcessing.SourceType.TypeVector)
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Transfer table", QgsProcessing.SourceType.TypeVector)
         )
-        self.addOutput(QgsProcessingOutputNumber("MEAN_TRANSFER_F1", "Mean F1 on the other years"))
+        self.addOutput(QgsProcessingOutputNumber(self.MEAN_TRANSFER_F1, "Mean F1 on the other years"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
         from ..models.study import manifest_transfer, temporal_transfer
 
-        manifest = self.parameterAsFile(parameters, "MANIFEST", context)
+        manifest = self.parameterAsFile(parameters, self.MANIFEST, context)
         if manifest:
-            train_value = self.parameterAsString(parameters, "TRAIN_VALUE", context).strip()
+            train_value = self.parameterAsString(parameters, self.TRAIN_VALUE, context).strip()
             if not train_value:
                 raise QgsProcessingException("With a manifest, give the training year (a value of its year column).")
             cfg, _ = read_training_parameters(self, parameters, context)
-            column = self.parameterAsString(parameters, "MANIFEST_COLUMN", context) or "year"
+            column = self.parameterAsString(parameters, self.MANIFEST_COLUMN, context) or "year"
             result = run_core(
                 feedback, manifest_transfer, manifest, column, cfg, train_value=train_value, log=feedback.pushInfo
             )
-            dest = write_table(self, parameters, "OUTPUT", context, result.rows)
+            dest = write_table(self, parameters, self.OUTPUT, context, result.rows)
             transfer = [r["f1"] for r in result.rows]
-            return {"OUTPUT": dest, "MEAN_TRANSFER_F1": sum(transfer) / len(transfer) if transfer else float("nan")}
-        if not parameters.get("TRAIN_STACK") or not parameters.get("TRAIN_INVENTORY"):
+            return {
+                self.OUTPUT: dest,
+                self.MEAN_TRANSFER_F1: sum(transfer) / len(transfer) if transfer else float("nan"),
+            }
+        if not parameters.get(self.TRAIN_STACK) or not parameters.get(self.TRAIN_INVENTORY):
             raise QgsProcessingException("Give the training year's stack and inventory, or a chip manifest.")
-        train_stack = layer_path(self.parameterAsRasterLayer(parameters, "TRAIN_STACK", context), "training stack")
-        train_inv = vector_path(self.parameterAsVectorLayer(parameters, "TRAIN_INVENTORY", context), "inventory")
-        stacks = self.parameterAsLayerList(parameters, "TEST_STACKS", context)
-        inventories = self.parameterAsLayerList(parameters, "TEST_INVENTORIES", context)
+        train_stack = layer_path(self.parameterAsRasterLayer(parameters, self.TRAIN_STACK, context), "training stack")
+        train_inv = vector_path(self.parameterAsVectorLayer(parameters, self.TRAIN_INVENTORY, context), "inventory")
+        stacks = self.parameterAsLayerList(parameters, self.TEST_STACKS, context)
+        inventories = self.parameterAsLayerList(parameters, self.TEST_INVENTORIES, context)
         if not stacks or len(stacks) != len(inventories):
             raise QgsProcessingException(
                 f"Give one inventory per test stack ({len(stacks)} stacks, {len(inventories)} inventories)."
             )
-        labels = [v.strip() for v in self.parameterAsString(parameters, "LABELS", context).split(",") if v.strip()]
+        labels = [v.strip() for v in self.parameterAsString(parameters, self.LABELS, context).split(",") if v.strip()]
         if labels and len(labels) != len(stacks) + 1:
             raise QgsProcessingException(f"Give {len(stacks) + 1} labels (the training year first), not {len(labels)}.")
         if not labels:
-            labels = [self.parameterAsRasterLayer(parameters, "TRAIN_STACK", context).name()] + [
+            labels = [self.parameterAsRasterLayer(parameters, self.TRAIN_STACK, context).name()] + [
                 s.name() for s in stacks
             ]
         tests = [
@@ -143,6 +158,6 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
             train_label=labels[0],
             log=feedback.pushInfo,
         )
-        dest = write_table(self, parameters, "OUTPUT", context, result.rows)
+        dest = write_table(self, parameters, self.OUTPUT, context, result.rows)
         transfer = [r["f1"] for r in result.rows[1:]]
-        return {"OUTPUT": dest, "MEAN_TRANSFER_F1": sum(transfer) / len(transfer) if transfer else float("nan")}
+        return {self.OUTPUT: dest, self.MEAN_TRANSFER_F1: sum(transfer) / len(transfer) if transfer else float("nan")}

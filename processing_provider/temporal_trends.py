@@ -25,6 +25,16 @@ class TemporalTrendsAlgorithm(RtsAlgorithm):
     """Per-slump and overall yearly means of rasters such as NDVI and LST, their trends and Mann-Kendall tests."""
 
     GROUP = "Inventory analysis"
+    SLUMPS = "SLUMPS"
+    RASTERS = "RASTERS"
+    YEARS = "YEARS"
+    VARIABLES = "VARIABLES"
+    RING_WIDTH = "RING_WIDTH"
+    ALPHA = "ALPHA"
+    PER_SLUMP = "PER_SLUMP"
+    OUTPUT = "OUTPUT"
+    HTML = "HTML"
+    N_SLUMPS = "N_SLUMPS"
 
     def name(self) -> str:
         return "temporaltrends"
@@ -47,42 +57,49 @@ class TemporalTrendsAlgorithm(RtsAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         self.addParameter(
-            QgsProcessingParameterVectorLayer("SLUMPS", "RTS polygons", [QgsProcessing.SourceType.TypeVectorPolygon])
+            QgsProcessingParameterVectorLayer(self.SLUMPS, "RTS polygons", [QgsProcessing.SourceType.TypeVectorPolygon])
         )
         self.addParameter(
-            QgsProcessingParameterMultipleLayers("RASTERS", "Yearly rasters", QgsProcessing.SourceType.TypeRaster)
+            QgsProcessingParameterMultipleLayers(self.RASTERS, "Yearly rasters", QgsProcessing.SourceType.TypeRaster)
         )
         self.addParameter(
-            QgsProcessingParameterString("YEARS", "Years, in layer order (empty: from file names)", optional=True)
+            QgsProcessingParameterString(self.YEARS, "Years, in layer order (empty: from file names)", optional=True)
         )
         self.addParameter(
             QgsProcessingParameterString(
-                "VARIABLES", "Variable names, in layer order (empty: from file names)", optional=True
+                self.VARIABLES, "Variable names, in layer order (empty: from file names)", optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "RING_WIDTH", "Ring width around slumps (m)", QgsProcessingParameterNumber.Type.Double, 60.0, False, 1.0
+                self.RING_WIDTH,
+                "Ring width around slumps (m)",
+                QgsProcessingParameterNumber.Type.Double,
+                60.0,
+                False,
+                1.0,
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "ALPHA", "Significance level", QgsProcessingParameterNumber.Type.Double, 0.05, False, 0.001, 0.5
+                self.ALPHA, "Significance level", QgsProcessingParameterNumber.Type.Double, 0.05, False, 0.001, 0.5
             )
         )
-        self.addParameter(QgsProcessingParameterBoolean("PER_SLUMP", "Also per slump", defaultValue=True))
+        self.addParameter(QgsProcessingParameterBoolean(self.PER_SLUMP, "Also per slump", defaultValue=True))
         self.addParameter(
-            QgsProcessingParameterFeatureSink("OUTPUT", "Trends table", QgsProcessing.SourceType.TypeVector)
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Trends table", QgsProcessing.SourceType.TypeVector)
         )
-        self.addParameter(QgsProcessingParameterFileDestination("HTML", "Report", "HTML files (*.html)", optional=True))
-        self.addOutput(QgsProcessingOutputNumber("N_SLUMPS", "Slumps"))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.HTML, "Report", "HTML files (*.html)", optional=True)
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.N_SLUMPS, "Slumps"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
-        slumps = vector_path(self.parameterAsVectorLayer(parameters, "SLUMPS", context), "slumps")
-        layers = self.parameterAsLayerList(parameters, "RASTERS", context)
+        slumps = vector_path(self.parameterAsVectorLayer(parameters, self.SLUMPS, context), "slumps")
+        layers = self.parameterAsLayerList(parameters, self.RASTERS, context)
         paths = [layer_path(layer, "yearly raster") for layer in layers]
-        years_text = self.parameterAsString(parameters, "YEARS", context).strip()
-        names_text = self.parameterAsString(parameters, "VARIABLES", context).strip()
+        years_text = self.parameterAsString(parameters, self.YEARS, context).strip()
+        names_text = self.parameterAsString(parameters, self.VARIABLES, context).strip()
         try:
             years = [int(v) for v in years_text.replace(";", ",").split(",") if v.strip()] if years_text else None
         except ValueError as exc:
@@ -97,9 +114,9 @@ class TemporalTrendsAlgorithm(RtsAlgorithm):
             temporal_trends,
             slumps,
             rasters,
-            ring_width=self.parameterAsDouble(parameters, "RING_WIDTH", context),
-            alpha=self.parameterAsDouble(parameters, "ALPHA", context),
-            per_slump=self.parameterAsBool(parameters, "PER_SLUMP", context),
+            ring_width=self.parameterAsDouble(parameters, self.RING_WIDTH, context),
+            alpha=self.parameterAsDouble(parameters, self.ALPHA, context),
+            per_slump=self.parameterAsBool(parameters, self.PER_SLUMP, context),
         )
         for row in result.rows:
             if row["scope"] == "all" and row["zone"] != "ring":
@@ -108,9 +125,9 @@ class TemporalTrendsAlgorithm(RtsAlgorithm):
                     f"Mann-Kendall p {row['mk_p']} → {row['trend']}"
                 )
         columns = list(dict.fromkeys(k for r in result.rows for k in r))
-        dest = write_table(self, parameters, "OUTPUT", context, result.rows, columns)
-        results = {"OUTPUT": dest, "N_SLUMPS": result.n_slumps}
-        html = self.parameterAsFileOutput(parameters, "HTML", context)
+        dest = write_table(self, parameters, self.OUTPUT, context, result.rows, columns)
+        results = {self.OUTPUT: dest, self.N_SLUMPS: result.n_slumps}
+        html = self.parameterAsFileOutput(parameters, self.HTML, context)
         if html:
-            results["HTML"] = write_report(html, result)
+            results[self.HTML] = write_report(html, result)
         return results
