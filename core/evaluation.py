@@ -15,7 +15,7 @@ from scipy import ndimage
 from .errors import RtsFusionError
 from .grid import TargetGrid
 from .labels import rasterize_polygons
-from .metrics import Confusion, confusion, scores, summarize
+from .metrics import Confusion, chip_objects, confusion, object_scores, scores, summarize
 from .outputs import atomic_output
 from .polygons import FOUR, read_detections
 from .vector import PolygonRecord, layer_crs_wkt, read_polygons, write_polygons
@@ -230,6 +230,25 @@ def per_chip_confusions(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray, 
     Chips with neither are left out: the study's chips were drawn around slumps, and empty chips would
     otherwise dominate the average with perfect scores.
     """
+    return [confusion(pred[sl], truth[sl], valid[sl]) for sl in _slump_chips(pred, truth, valid, chip)]
+
+
+def per_chip_objects(
+    pred: np.ndarray, truth: np.ndarray, valid: np.ndarray, chip: int, connectivity: int = 8
+) -> list[tuple[int, int, int]]:
+    """Object counts (tp, fp, fn) of the same chips as per_chip_confusions, as the study counts them.
+
+    Objects are cut at the chip edges and joined by `connectivity` (8: diagonal neighbours join, the study's
+    rule; 4: edge neighbours only); see core.metrics.chip_objects. Pixels outside `valid` hold no object.
+    """
+    return [
+        chip_objects(pred[sl] & valid[sl], truth[sl] & valid[sl], connectivity)
+        for sl in _slump_chips(pred, truth, valid, chip)
+    ]
+
+
+def _slump_chips(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray, chip: int) -> list[tuple[slice, slice]]:
+    """The windows of a chip lattice over the grid that hold a valid true or predicted slump pixel."""
     out = []
     h, w = pred.shape
     for r in range(0, h, chip):
@@ -237,7 +256,7 @@ def per_chip_confusions(pred: np.ndarray, truth: np.ndarray, valid: np.ndarray, 
             sl = np.s_[r : r + chip, c : c + chip]
             v = valid[sl]
             if (pred[sl] & v).any() or (truth[sl] & v).any():
-                out.append(confusion(pred[sl], truth[sl], v))
+                out.append(sl)
     return out
 
 
@@ -270,6 +289,7 @@ def evaluate_detections(
     chip_size: int = 256,
     iou_threshold: float = 0.5,
     pixel_size: float | None = None,
+    connectivity: int = 8,
 ) -> EvaluationResult:
     """Score predictions (a probability/mask raster, or polygons) against ground-truth polygons.
 
@@ -286,12 +306,16 @@ def evaluate_detections(
         iou_threshold: IoU for one-to-one object matches.
         pixel_size: grid pixel size (in the prediction layer's CRS units) for polygon predictions without a
             reference raster; the grid covers both layers (clipped to the AOI).
+        connectivity: 8 or 4, how pixels join into objects for the study's per-chip object counts
+            (objects["per_chip"]); the scene-wide object rules always use the polygon outlines.
 
     Raises:
         RtsFusionError: inputs that cannot be compared: an empty ground truth, ground truth that does not overlap
             the detections, polygon predictions without a grid, an AOI that misses everything.
 
     """
+    if connectivity not in (4, 8):
+        raise RtsFusionError(f"The object connectivity must be 4 or 8 (neighbouring pixels), not {connectivity}.")
     truth_name = _name(truth_path)
     if _is_raster(prediction):
         det = read_detections(prediction.split("|")[0], threshold)
@@ -369,6 +393,8 @@ def evaluate_detections(
         "counts": total.__dict__,
     }
     objects, pred_rows, truth_rows = match_objects(pred_objects.labels, truth_objects.labels, iou_threshold)
+    counts = per_chip_objects(pred_mask, truth_mask, valid, chip_size, connectivity)
+    objects["per_chip"] = {**object_scores(counts), "connectivity": connectivity}
     ev = Evaluation(pixel, objects, pred_rows, truth_rows, len(chips), tuple(warnings))
     return EvaluationResult(ev, pred_objects, truth_objects, grid)
 
@@ -382,6 +408,11 @@ def metric_rows(ev: Evaluation) -> list[dict]:
     for rule in ("one_to_one", "any_overlap"):
         for k in ("precision", "recall", "f1"):
             rows.append({"metric": f"object_{rule}_{k}", "pooled": ev.objects[rule][k], "per_chip": nan, "note": ""})
+    chips = ev.objects.get("per_chip")
+    if chips:  # the study's count: objects cut at chip edges, any overlap, counts summed over chips
+        for k in ("precision", "recall", "f1"):
+            name = f"object_chips_{chips['connectivity']}_connected_{k}"
+            rows.append({"metric": name, "pooled": nan, "per_chip": chips[k], "note": ""})
     for name, value in (
         ("predicted_objects", ev.objects["predicted_objects"]),
         ("true_objects", ev.objects["true_objects"]),

@@ -122,6 +122,17 @@ def chip_objects(pred: np.ndarray, truth: np.ndarray, connectivity: int = 8) -> 
     return len(matched_pred), n_p - len(matched_pred), n_t - len(matched_truth)
 
 
+def chips_objects(
+    pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None, connectivity: int = 8
+) -> list[tuple[int, int, int]]:
+    """chip_objects of each chip of a batch (N, h, w), pixels outside `valid` (N, h, w) taken as no slump."""
+    p, t = pred.astype(bool), truth.astype(bool)
+    if valid is not None:
+        v = valid.astype(bool)
+        p, t = p & v, t & v
+    return [chip_objects(a, b, connectivity) for a, b in zip(p, t)]
+
+
 def object_scores(counts: list[tuple[int, int, int]]) -> dict[str, float]:
     """Precision, recall and F1 of summed (tp, fp, fn) object counts (the study's aggregation over chips)."""
     tp, fp, fn = (int(sum(c[i] for c in counts)) for i in range(3))

@@ -116,7 +116,8 @@ class CardMetrics:
     Each is a dict of score name → value (precision, recall, f1, iou, overall_accuracy, kappa; the *_study ones
     in the authors' per-chip convention, see core.metrics.study_scores); empty when the split was not scored,
     NaN values when it was empty (no slump pixel to score). `test_chips` holds the test chips' confusion counts
-    [tp, fp, fn, tn] (for bootstrap intervals).
+    [tp, fp, fn, tn] (for bootstrap intervals); `test_objects` the study's object counts per test chip
+    (8-connected, any overlap; core.metrics.object_scores).
     """
 
     val: dict = field(default_factory=dict)
@@ -126,6 +127,7 @@ class CardMetrics:
     val_study: dict = field(default_factory=dict)
     test_study: dict = field(default_factory=dict)
     test_chips: list = field(default_factory=list)
+    test_objects: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -10,7 +10,9 @@ comparing with the ground truth, pooled over pixels and averaged over chips hold
 
 Score columns: precision/recall/f1/iou pooled over all pixels; "*_per_chip" averaged over chips (a chip with no
 slump and no prediction counts 1); "overall_accuracy" pooled; "f1_study" and "macro_f1_study" the study's
-per-chip convention (an empty chip counts 0; macro = mean of the slump and background F1, the paper's "F1").
+per-chip convention (an empty chip counts 0; macro = mean of the slump and background F1, the paper's "F1");
+"object_f1_chips" the study's object F1 (objects 8-connected and cut at chip edges, any overlap a hit, counts
+summed over chips).
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from osgeo import ogr
 
 from ..core import report
 from ..core.errors import OperationCanceled, RtsFusionError
-from ..core.evaluation import per_chip_confusions
+from ..core.evaluation import per_chip_confusions, per_chip_objects
 from ..core.labels import require_overlap
-from ..core.metrics import confusion, summarize
+from ..core.metrics import confusion, object_scores, summarize
 from ..core.vector import open_layer
 from .card import ModelCard
 from .data import MANIFEST_FIXED, _resolve, auto_blocked_split, load_manifest, load_scene, random_split
@@ -44,7 +46,7 @@ from .train import TrainConfig, _Chips, evaluate, train_from_manifest, train_fro
 
 METRICS = ("precision", "recall", "f1", "iou")
 # Beside METRICS and their per-chip means: pooled overall accuracy and the study's per-chip convention.
-STUDY_COLUMNS = ("overall_accuracy", "f1_study", "macro_f1_study")
+STUDY_COLUMNS = ("overall_accuracy", "f1_study", "macro_f1_study", "object_f1_chips")
 ProgressFn = Callable[[float], None]
 
 
@@ -70,6 +72,7 @@ def _score_row(summary: dict) -> dict:
     row["overall_accuracy"] = round(float(summary.get("pooled", {}).get("overall_accuracy", float("nan"))), 4)
     row["f1_study"] = round(float(study.get("f1", float("nan"))), 4)
     row["macro_f1_study"] = round(float(study.get("macro_f1", float("nan"))), 4)
+    row["object_f1_chips"] = round(float(summary.get("objects", {}).get("f1", float("nan"))), 4)
     return row
 
 
@@ -102,10 +105,12 @@ def evaluate_area(
     pooled = summarize([confusion(pred, truth, valid)])
     chips = per_chip_confusions(pred, truth, valid, card.tile_size)
     chip_summary = summarize(chips) if chips else {}
+    objects = per_chip_objects(pred, truth.astype(bool), valid, card.tile_size, 8)
     return {
         "pooled": pooled["pooled"],
         "per_chip": chip_summary.get("per_chip", {}),
         "study": chip_summary.get("study", {}),
+        "objects": object_scores(objects) if objects else {},
         "chips": len(chips),
     }
 
@@ -184,7 +189,14 @@ def run_model_study(
                 "params": int(result.card.training.parameters),
                 "train_seconds": float(result.card.training.train_seconds),
                 "epochs": int(result.card.training.epochs_run),
-                **_score_row({"pooled": metrics.test, "per_chip": metrics.test_per_chip, "study": metrics.test_study}),
+                **_score_row(
+                    {
+                        "pooled": metrics.test,
+                        "per_chip": metrics.test_per_chip,
+                        "study": metrics.test_study,
+                        "objects": metrics.test_objects,
+                    }
+                ),
             }
             rows.append(row)
             histories[f"{run.label} (seed {seed})"] = result.history
@@ -433,6 +445,7 @@ def temporal_transfer(
             "pooled": result.card.metrics.test,
             "per_chip": result.card.metrics.test_per_chip,
             "study": result.card.metrics.test_study,
+            "objects": result.card.metrics.test_objects,
         }
         if _held_out_has_slumps(result.card)
         else {}  # no slump in the held-out split: scores of 1.0 on empty ground would mislead; NaN instead
@@ -520,7 +533,7 @@ def _evaluate_manifest(model: torch.nn.Module, card: ModelCard, manifest: str, d
     valid = np.isfinite(chips.image).all(axis=1)
     dev = resolve_device(device)
     summary, _ = evaluate(model.to(dev), _Chips(chips.image, chips.label, valid), card.normalization, card.bands,
-                          card.threshold, dev)  # fmt: skip
+                          card.threshold, dev, objects=True)  # fmt: skip
     return {**summary, "chips": len(chips.image)}
 
 

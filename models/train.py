@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..core.errors import OperationCanceled, RtsFusionError
-from ..core.metrics import Confusion, confusion, summarize
+from ..core.metrics import Confusion, chips_objects, confusion, object_scores, summarize
 from ..core.outputs import atomic_output
 from .augment import augment
 from .card import CardMetrics, ModelCard, Normalization, TrainingInfo
@@ -260,10 +260,16 @@ def evaluate(
     device: torch.device,
     batch_size: int = 8,
     dice: str = "smoothed",
+    objects: bool = False,
 ) -> tuple[dict, float]:
-    """Pooled and per-chip scores of a model on fixed chips, and the mean loss."""
+    """Pooled and per-chip scores of a model on fixed chips, and the mean loss.
+
+    With `objects`, the summary also holds "objects": the study's object counts per chip (8-connected, any
+    overlap, summed over chips; core.metrics.chip_objects), left out of the per-epoch validation for speed.
+    """
     model.eval()
     confs: list[Confusion] = []
+    counts: list[tuple[int, int, int]] = []
     losses = []
     dtype = amp_dtype(device)
     with torch.no_grad():
@@ -278,8 +284,12 @@ def evaluate(
             pred = (torch.sigmoid(logits.float()) > threshold).cpu().numpy()[:, 0]
             for p, t, m in zip(pred, part.label, part.valid):
                 confs.append(confusion(p, t, m))
+            if objects:
+                counts.extend(chips_objects(pred, part.label, part.valid, 8))
     n = len(chips.image)
     summary = split_scores(confs)
+    if objects:
+        summary["objects"] = {**object_scores(counts), "connectivity": 8}
     summary["chips"] = [[c.tp, c.fp, c.fn, c.tn] for c in confs]  # per-chip counts, for bootstrap intervals
     return summary, (sum(losses) / n if n else float("nan"))
 
@@ -411,7 +421,7 @@ def _fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     val_scores, _ = evaluate(model, val, norm, bands, cfg.threshold, device, cfg.batch_size)
-    test_scores, _ = evaluate(model, test, norm, bands, cfg.threshold, device, cfg.batch_size)
+    test_scores, _ = evaluate(model, test, norm, bands, cfg.threshold, device, cfg.batch_size, objects=True)
     return FitResult(
         model=model,
         history=history,
@@ -495,6 +505,7 @@ def _finish(
             val_study=fitted.val.get("study", {}),
             test_study=fitted.test.get("study", {}),
             test_chips=fitted.test.get("chips", []),
+            test_objects=fitted.test.get("objects", {}),
         ),
     )
     save_package(output, fitted.model.cpu(), card)

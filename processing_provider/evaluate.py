@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMapLayer,
@@ -43,6 +44,7 @@ class EvaluateAlgorithm(RtsAlgorithm):
     THRESHOLD = "THRESHOLD"
     CHIP_SIZE = "CHIP_SIZE"
     IOU = "IOU"
+    CONNECTIVITY = "CONNECTIVITY"
     PIXEL_SIZE = "PIXEL_SIZE"
     OUTPUT = "OUTPUT"
     MATCHES = "MATCHES"
@@ -63,7 +65,11 @@ class EvaluateAlgorithm(RtsAlgorithm):
             "pixels and averaged per chip (chips of the chip size holding a true or predicted slump), as the "
             "study reports them (its FusionSA-SegFormer: F1 0.843 per chip on test).<br>"
             "<b>Object level</b>: precision, recall and F1 with one-to-one matching at IoU ≥ the threshold, and "
-            "with the study's looser rule (any overlap counts).<br>"
+            "with the study's looser rule (any overlap counts), both over the whole area with objects as the "
+            "polygon outlines; and <b>per chip as the study counts them</b> ('object_chips_8_connected_*'): "
+            "objects cut at the chip edges, pixels joined into one object by 8-connectivity (diagonal "
+            "neighbours join, the study's rule; default) or 4-connectivity (edge neighbours only), a prediction "
+            "touching any true slump by one pixel a true positive, and the counts summed over chips.<br>"
             "Outputs a metrics table, CSV and HTML report, and a GeoPackage whose 'predictions' and "
             "'ground_truth' layers mark each polygon TP, FP or FN. Polygon detections are scored on the grid of a "
             "reference raster (e.g. the fused stack) or, without one, on a grid of the given pixel size covering "
@@ -111,6 +117,18 @@ class EvaluateAlgorithm(RtsAlgorithm):
                 self.IOU, "IoU for object matches", QgsProcessingParameterNumber.Type.Double, 0.5, False, 0.01, 1.0
             )
         )
+        connectivity = QgsProcessingParameterEnum(
+            self.CONNECTIVITY,
+            "Pixel connectivity for the study's per-chip object counts",
+            ["8 (diagonal neighbours join; the study's)", "4 (edge neighbours only)"],
+            defaultValue=0,
+        )
+        connectivity.setHelp(
+            "How slump pixels join into objects when counting objects per chip as the study does: 8 (default, the "
+            "study's cv2 rule) joins pixels touching at a corner, 4 only pixels sharing an edge, so it counts more, "
+            "smaller objects."
+        )
+        self.addParameter(connectivity)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.PIXEL_SIZE,
@@ -132,7 +150,7 @@ class EvaluateAlgorithm(RtsAlgorithm):
         self.addParameter(
             QgsProcessingParameterFileDestination(self.HTML, "Report", "HTML files (*.html)", optional=True)
         )
-        for name in ("PIXEL_F1", "PIXEL_IOU", "PER_CHIP_F1", "OBJECT_F1", "OBJECT_F1_ANY_OVERLAP"):
+        for name in ("PIXEL_F1", "PIXEL_IOU", "PER_CHIP_F1", "OBJECT_F1", "OBJECT_F1_ANY_OVERLAP", "OBJECT_F1_CHIPS"):
             self.addOutput(QgsProcessingOutputNumber(name, name.replace("_", " ").capitalize()))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
@@ -160,6 +178,7 @@ class EvaluateAlgorithm(RtsAlgorithm):
                 chip_size=self.parameterAsInt(parameters, self.CHIP_SIZE, context),
                 iou_threshold=self.parameterAsDouble(parameters, self.IOU, context),
                 pixel_size=pixel_size or None,
+                connectivity=(8, 4)[self.parameterAsEnum(parameters, self.CONNECTIVITY, context)],
             )
         except (RtsFusionError, ValueError) as exc:
             raise QgsProcessingException(str(exc)) from exc
@@ -218,7 +237,8 @@ class EvaluateAlgorithm(RtsAlgorithm):
         pooled, per_chip = ev.pixel["pooled"], ev.pixel["per_chip"]
         feedback.pushInfo(
             f"Pixel F1 {pooled['f1']:.3f} (per chip {per_chip.get('f1', float('nan')):.3f}), IoU {pooled['iou']:.3f}; "
-            f"object F1 {ev.objects['one_to_one']['f1']:.3f} (any overlap {ev.objects['any_overlap']['f1']:.3f})."
+            f"object F1 {ev.objects['one_to_one']['f1']:.3f} (any overlap {ev.objects['any_overlap']['f1']:.3f}; "
+            f"per chip, {ev.objects['per_chip']['connectivity']}-connected, {ev.objects['per_chip']['f1']:.3f})."
         )
         results.update(
             PIXEL_F1=pooled["f1"],
@@ -226,5 +246,6 @@ class EvaluateAlgorithm(RtsAlgorithm):
             PER_CHIP_F1=per_chip.get("f1"),
             OBJECT_F1=ev.objects["one_to_one"]["f1"],
             OBJECT_F1_ANY_OVERLAP=ev.objects["any_overlap"]["f1"],
+            OBJECT_F1_CHIPS=ev.objects["per_chip"]["f1"],
         )
         return results

@@ -19,6 +19,14 @@ PROTOCOLS = (
     "Experiment defaults (AdamW 1e-3, OneCycle to 3e-3, pooled validation F1, our augmentation and scaling)",
     "The study's training protocol with the budget above (see help)",
 )
+# The score columns of the experiment tables (models.study._score_row), each convention named.
+SCORE_COLUMNS_HELP = (
+    "Columns: precision, recall, f1, iou pooled over all pixels; *_per_chip averaged over chips (a chip with no "
+    "slump and no prediction counts 1); overall_accuracy pooled; f1_study and macro_f1_study in the study's "
+    "per-chip convention (such a chip counts 0; macro = mean of slump and background F1, the paper's F1 column); "
+    "object_f1_chips the study's object F1 (slump pixels joined by 8-connectivity into objects cut at the chip "
+    "edges, a prediction touching a true slump a hit, counts summed over chips)."
+)
 # What the study's protocol sets here; the budget, architecture, seed and the blocked split stay the experiment's.
 STUDY_FIELDS = ("lr", "max_lr", "weight_decay", "warmup_fraction", "anneal", "div_factor", "select_by", "dice",
                 "crop_ratio", "rot90_p", "normalization", "patience")  # fmt: skip

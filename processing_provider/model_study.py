@@ -22,7 +22,14 @@ from qgis.core import (
 
 from ..models.registry import ARCHITECTURES, differs_from_study
 from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core, write_table
-from .experiment_params import ARCHITECTURE_IDS, BAND_SETS, add_budget_parameters, band_set, read_budget
+from .experiment_params import (
+    ARCHITECTURE_IDS,
+    BAND_SETS,
+    SCORE_COLUMNS_HELP,
+    add_budget_parameters,
+    band_set,
+    read_budget,
+)
 from .params import vector_path
 
 
@@ -66,10 +73,7 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             "Trains every chosen architecture on every chosen band set with the same settings, the same "
             "spatially blocked split and the same seed(s), and scores each on the held-out test split: precision, "
             "recall, F1 and IoU, pooled over pixels and averaged per chip, overall accuracy, and the study's own "
-            "per-chip convention. Columns: precision, recall, f1, iou pooled over all pixels; *_per_chip averaged "
-            "over chips (a chip with no slump and no prediction counts 1); overall_accuracy pooled; f1_study and "
-            "macro_f1_study in the study's per-chip convention (such a chip counts 0; macro = mean of slump and "
-            "background F1, the paper's F1 column). Outputs "
+            "per-chip convention and object counts. " + SCORE_COLUMNS_HELP + " Outputs "
             "one table (a row per model and seed, with parameters and training time), and an HTML report with "
             "the models ranked by mean F1 and their learning curves. Cancel keeps the finished rows.<br><br>"
             "<b>Training protocol</b>: the experiment defaults, or the study's (AdamW 3e-4, OneCycle to 1e-3 from "

@@ -17,7 +17,7 @@ from qgis.core import (
 )
 
 from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core, write_table
-from .experiment_params import add_training_parameters, read_training_parameters
+from .experiment_params import SCORE_COLUMNS_HELP, add_training_parameters, read_training_parameters
 from .params import vector_path
 
 
@@ -47,10 +47,8 @@ class SpatialTransferAlgorithm(RtsAlgorithm):
             "on the other regions (their own blocked split picks the best epoch) and tested on the held-out "
             "region, per fold and as the mean over folds, with overall accuracy next to F1 as the study reports "
             "it; in_sample_f1 is the score on the training regions' own test split, for comparison.<br>"
-            "Columns: precision, recall, f1, iou pooled over all pixels; *_per_chip averaged over chips (a chip with "
-            "no slump and no prediction counts 1); overall_accuracy pooled; f1_study and macro_f1_study in the "
-            "study's per-chip convention (such a chip counts 0; macro = mean of slump and background F1, the "
-            "paper's F1 column).<br>"
+            + SCORE_COLUMNS_HELP
+            + "<br>"
             "With a chip manifest (the study's layout), regions are the values of its region column."
         )
 

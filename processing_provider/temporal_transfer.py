@@ -17,7 +17,7 @@ from qgis.core import (
 )
 
 from .common import RtsAlgorithm, layer_path, require_deep_learning, run_core, write_table
-from .experiment_params import add_training_parameters, read_training_parameters
+from .experiment_params import SCORE_COLUMNS_HELP, add_training_parameters, read_training_parameters
 from .params import vector_path
 
 
@@ -50,10 +50,8 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
             "run's validation and test chips, less any pixel a training chip covers; the years' stacks must share "
             "one grid), so the score is not flattered by ground the model was trained on. Rows: the training "
             "year's own held-out test split, then each other year at the held-out locations.<br>"
-            "Columns: precision, recall, f1, iou pooled over all pixels; *_per_chip averaged over chips (a chip with "
-            "no slump and no prediction counts 1); overall_accuracy pooled; f1_study and macro_f1_study in the "
-            "study's per-chip convention (such a chip counts 0; macro = mean of slump and background F1, the "
-            "paper's F1 column).<br>"
+            + SCORE_COLUMNS_HELP
+            + "<br>"
             "The study reported overall accuracy above 0.90 in other years.<br>With a chip manifest (the study's "
             "layout), give its year column and the training year: as the study's script does, 20 % of the "
             "locations (region and stem) both years hold are held out per region, the model trains on the "

@@ -192,6 +192,7 @@ def test_evaluate_polygons_on_a_pixel_size_grid_and_refusals(scene_run, tmp_path
         },
     )
     assert ev["PIXEL_F1"] == 1.0 and ev["OBJECT_F1"] == 1.0 and ev["OBJECT_F1_ANY_OVERLAP"] == 1.0
+    assert ev["OBJECT_F1_CHIPS"] == 1.0
     assert "note" in open(ev["CSV"]).readline()
     with pytest.raises(QgsProcessingException, match="reference raster .* or a pixel size"):
         processing.run("rtsfusion:evaluate", {"PREDICTION": slumps, "TRUTH": slumps, "OUTPUT": "memory:"})

@@ -224,3 +224,22 @@ def test_polygon_detections_on_a_pixel_size_grid(tmp_path):
         evaluate_detections(pred, truth)
     with pytest.raises(RtsFusionError, match="pixel size of 0.001 metre.*too large"):
         evaluate_detections(pred, truth, pixel_size=0.001)
+
+
+def test_per_chip_object_counts_follow_the_connectivity(tmp_path):
+    """The study's per-chip object count: two boxes meeting at a corner are one object with 8-connectivity."""
+    truth = polys(tmp_path / "t.gpkg", [(10, 10, 20, 20)])
+    pred = mask(tmp_path / "p.tif", [(10, 10, 20, 20), (20, 20, 30, 30)])  # the second touches only a corner
+    eight = evaluate_detections(pred, truth, chip_size=50).evaluation
+    four = evaluate_detections(pred, truth, chip_size=50, connectivity=4).evaluation
+    assert eight.objects["per_chip"]["connectivity"] == 8
+    assert (eight.objects["per_chip"]["tp"], eight.objects["per_chip"]["fp"]) == (1, 0)
+    assert (four.objects["per_chip"]["tp"], four.objects["per_chip"]["fp"]) == (1, 1)
+    assert four.objects["per_chip"]["precision"] == 0.5
+    # Chips of 15 px cut the true box into four pieces: objects are counted per chip, as the study does.
+    cut = evaluate_detections(pred, truth, chip_size=15).evaluation.objects["per_chip"]
+    assert cut["tp"] == 4 and cut["fn"] == 0
+    rows = {r["metric"]: r["per_chip"] for r in metric_rows(four)}
+    assert rows["object_chips_4_connected_precision"] == 0.5
+    with pytest.raises(RtsFusionError, match="connectivity must be 4 or 8"):
+        evaluate_detections(pred, truth, connectivity=6)

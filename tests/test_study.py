@@ -113,6 +113,7 @@ def test_spatial_transfer_leaves_each_region_out(region_scene, tmp_path, stub_fi
     assert all(finite_scores(r) for r in res.rows)
     assert math.isclose(res.rows[3]["f1"], np.mean([r["f1"] for r in res.rows[:3]]), abs_tol=1e-3)
     assert len(stub_fit) == 3  # one fit per fold
+    assert all(0 <= r["object_f1_chips"] <= 1 for r in res.rows)  # the study's object count, per held-out region
 
 
 def test_temporal_transfer_between_years(tmp_path):
@@ -182,7 +183,8 @@ def test_manifest_transfer_by_region_and_by_year(chip_manifest, tmp_path, stub_f
     temporal = manifest_transfer(chip_manifest, "year", QUICK, train_value="2019", workdir=str(tmp_path / "t"))
     # Scored only at the 20 % of shared places held out per region (4 of 18 in each half), as the study did.
     assert [r["fold"] for r in temporal.rows] == ["2019 → 2024 (held-out locations)"] and temporal.rows[0]["chips"] == 8
-    assert all(0 <= r[k] <= 1 for r in spatial.rows for k in ("overall_accuracy", "f1_study", "macro_f1_study"))
+    keys = ("overall_accuracy", "f1_study", "macro_f1_study", "object_f1_chips")
+    assert all(0 <= r[k] <= 1 for r in spatial.rows + temporal.rows for k in keys)
     with pytest.raises(RtsFusionError, match="no column 'site'"):
         manifest_transfer(chip_manifest, "site", QUICK)
 

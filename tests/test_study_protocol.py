@@ -41,6 +41,33 @@ def test_object_counting_per_chip_and_connectivity():
         chip_objects(pred, truth, 6)
 
 
+def test_evaluation_counts_objects_per_chip_as_the_study():
+    """models.train.evaluate's object counts: 8-connected objects per chip, a touching prediction a hit."""
+    import torch
+    from rts_fusion.models.card import Normalization
+    from rts_fusion.models.train import _Chips, evaluate
+
+    label = np.zeros((2, 32, 32), np.uint8)
+    label[0, 2:6, 2:6] = label[0, 6:10, 6:10] = 1  # corner to corner: one object with 8-connectivity
+    label[1, 20:25, 20:25] = 1
+    pred = label.astype(bool).copy()
+    pred[1, 2:4, 2:4] = True  # a false alarm in chip 1
+    pred[0, 6:10, 6:10] = False  # the object of chip 0 still touched by its first half
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return torch.from_numpy(np.where(pred, 5.0, -5.0).astype(np.float32))[:, None]
+
+    chips = _Chips(np.random.default_rng(0).random((2, 1, 32, 32), np.float32), label, np.ones_like(label, bool))
+    summary, _ = evaluate(Fixed(), chips, Normalization("chip_minmax"), ("DEM",), 0.4, torch.device("cpu"), 2,
+                          objects=True)  # fmt: skip
+    assert {k: summary["objects"][k] for k in ("tp", "fp", "fn", "connectivity")} == {
+        "tp": 2, "fp": 1, "fn": 0, "connectivity": 8
+    }  # fmt: skip
+    assert "objects" not in evaluate(Fixed(), chips, Normalization("chip_minmax"), ("DEM",), 0.4, torch.device("cpu"),
+                                     2)[0]  # fmt: skip
+
+
 def test_study_dice_is_zero_without_slump_pixels():
     logits = torch.full((2, 1, 8, 8), 2.0)
     empty = torch.zeros_like(logits)
@@ -195,6 +222,7 @@ def test_the_authors_zenodo_layout_trains_and_evaluates_as_it_is(tmp_path):
     assert card.normalization.method == "study" and card.normalization.rgb_divisor == 255.0  # 8-bit RGB: / 255
     assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics.test_study)
     assert len(card.metrics.test_chips) == 3  # per-chip counts kept for bootstrap intervals
+    assert card.metrics.test_objects["connectivity"] == 8  # the study's object counts kept beside the pixel scores
 
     # Their split spellings are accepted; an unknown one or a missing file is named, never guessed.
     text = manifest.read_text(encoding="utf-8")
