@@ -209,6 +209,7 @@ class ModelCard:
             raise ValueError(f"the model card is not valid JSON ({exc})") from exc
         if not isinstance(d, dict) or d.pop("format", None) != CARD_FORMAT:
             raise ValueError(f"the model card is not of format {CARD_FORMAT}")
+        training = d.pop("training", None)  # {} for an untrained card
         try:
             card = cls(
                 config=ModelConfig.from_dict(d.pop("config")),
@@ -218,7 +219,7 @@ class ModelCard:
                     **{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("normalization").items()}
                 ),
                 classes=tuple(d.pop("classes")),
-                training=TrainingInfo.from_dict(d.pop("training")) if d.get("training") else None,
+                training=TrainingInfo.from_dict(training) if training else None,
                 metrics=CardMetrics.from_dict(d.pop("metrics", None) or {}),
                 **d,
             )

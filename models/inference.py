@@ -13,10 +13,10 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
-import torch
 from rasterio.windows import Window
 
 from ..core.errors import RtsFusionError
@@ -28,6 +28,9 @@ from ..core.tiling import BackgroundWriter, PredictFn, PrepareFn, TileLayout, Ti
 from .card import ModelCard
 from .device import amp_dtype, resolve_device, use_all_cpu_cores
 from .normalize import normalize
+
+if TYPE_CHECKING:  # torch is imported only on the PyTorch path: ONNX Runtime mapping runs without it
+    import torch
 
 PROB_NODATA = -1.0
 MASK_NODATA = 255
@@ -89,6 +92,8 @@ def match_bands(card: ModelCard, stack_bands: tuple[str, ...]) -> list[int]:
 
 def predict_batch(model: torch.nn.Module, x: torch.Tensor, tta: bool, dtype: torch.dtype | None) -> torch.Tensor:
     """Slump probability (B, H, W) of a normalised batch, optionally averaged over flips."""
+    import torch
+
     flips = [(), (-1,), (-2,), (-2, -1)] if tta else [()]
     out = None
     with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
@@ -119,6 +124,8 @@ class TorchPredictor:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (B, t, t) of normalised tiles (B, C, t, t)."""
+        import torch
+
         out, i = [], 0
         while i < len(x):
             n = len(x) - i if self.max_batch is None else min(self.max_batch, len(x) - i)
@@ -233,8 +240,22 @@ def _profiles(info: StackInfo, window: tuple[int, int, int, int], probability_dt
     return prob, {**base, "dtype": "uint8", "nodata": MASK_NODATA}
 
 
+def make_predictor(model: Any, device: str, tta: bool, log: Callable[[str], None]) -> tuple[PredictFn, str]:
+    """The engine's PredictFn for a loaded model, and the name of the device it runs on.
+
+    `model` is a PyTorch module or an exported model with its own backend (models.onnx_runtime.OnnxModel, which
+    has a `predictor` method): only the PyTorch path imports torch.
+    """
+    if hasattr(model, "predictor"):
+        return model.predictor(device, tta, log)
+    torch_device = resolve_device(device)
+    if torch_device.type == "cpu":
+        use_all_cpu_cores()
+    return TorchPredictor(model, torch_device, tta, log), str(torch_device)
+
+
 def predict_stack(
-    model: torch.nn.Module,
+    model: Any,
     card: ModelCard,
     stack_path: str,
     probability_path: str,
@@ -248,8 +269,8 @@ def predict_stack(
     """Run a model over a fused stack and write the probability raster (and the thresholded mask).
 
     A window of the stack gets the probabilities the whole stack gets there (one global tile lattice); a stack
-    smaller than one tile is padded for the prediction and its outputs keep the stack's size. `predictor`, when
-    given, is another backend's PredictFn used instead of `model`.
+    smaller than one tile is padded for the prediction and its outputs keep the stack's size. `model` is a PyTorch
+    module or an OnnxModel (ONNX Runtime, no torch needed); `predictor`, when given, is a PredictFn used instead.
 
     Raises:
         RtsFusionError: bands missing from the stack, bad options, no valid pixel.
@@ -264,11 +285,10 @@ def predict_stack(
     info = read_stack_info(stack_path)
     bands = match_bands(card, info.band_names)
     tile, overlap, threshold, window = _settings(card, options, info, log)
-    device = resolve_device(options.device)
-    if device.type == "cpu":
-        use_all_cpu_cores()
     if predictor is None:
-        predictor = TorchPredictor(model, device, options.tta, log)
+        predictor, device = make_predictor(model, options.device, options.tta, log)
+    else:
+        device = options.device
     layout = TileLayout(info.grid.height, info.grid.width, tile, overlap, window)
     log(f"{layout.count} tiles of {tile} px (overlap {overlap}) on {device}, batch {options.batch_size}")
     if layout.tile_height < tile or layout.tile_width < tile:
@@ -318,7 +338,7 @@ def predict_stack(
         raise RtsFusionError("The fused stack has no valid pixel in the processed extent (all nodata).")
     outputs.commit()
     progress(100.0)
-    return InferenceResult(probability_path, mask_path, layout.count, str(device), sink.slump, sink.valid)
+    return InferenceResult(probability_path, mask_path, layout.count, device, sink.slump, sink.valid)
 
 
 def grid_window(grid: TargetGrid, bounds: tuple[float, float, float, float]) -> tuple[int, int, int, int]:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
+from ..core.errors import RtsFusionError
 from ..core.outputs import atomic_output
 from .card import ModelCard
 from .registry import build_model
+
+if TYPE_CHECKING:  # torch is imported where weights are touched: reading a card needs none
+    import torch
+    from torch import nn
 
 CARD_KEY = "rtsfusion_card"
 CARD_HASH_KEY = "rtsfusion_card_sha256"
@@ -26,6 +29,8 @@ class ModelPackageError(ValueError):
 
 
 def _weights_hash(state: dict[str, torch.Tensor]) -> str:
+    import torch
+
     h = hashlib.sha256()
     for key in sorted(state):
         t = state[key].detach().cpu().contiguous()
@@ -53,18 +58,25 @@ def save_package(path: str, model: nn.Module, card: ModelCard) -> None:
 
 
 def read_card(path: str) -> ModelCard:
-    """Read and validate only the card of a package (cheap: no weights are loaded).
+    """Read and validate only the card of a package or of an exported .onnx model (cheap: no weights are loaded).
 
     Raises:
         ModelPackageError: not a readable package, no card, an edited card or an invalid one.
 
     """
+    from .onnx_runtime import is_onnx, read_onnx_card
+
+    if is_onnx(path):
+        try:
+            return read_onnx_card(path)
+        except RtsFusionError as exc:
+            raise ModelPackageError(str(exc)) from exc
     from safetensors import safe_open
 
     if not os.path.isfile(path):
         raise ModelPackageError(f"The model file '{path}' does not exist.")
     try:
-        with safe_open(path, framework="pt") as f:
+        with safe_open(path, framework="numpy") as f:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises several types for corrupt headers
         raise ModelPackageError(f"'{path}' is not a readable model package (safetensors): {exc}") from exc
@@ -92,6 +104,13 @@ def load_package(path: str, device: str = "cpu") -> tuple[nn.Module, ModelCard]:
         ModelPackageError: unreadable file, missing/edited/invalid card, weights that do not match.
 
     """
+    from .onnx_runtime import is_onnx
+
+    if is_onnx(path):
+        raise ModelPackageError(
+            f"'{path}' is an exported ONNX model, which serves mapping only; this step needs the model package "
+            "(.safetensors) it was exported from, and PyTorch."
+        )
     from safetensors import safe_open
     from safetensors.torch import load_file
 

@@ -35,6 +35,12 @@ def _plain(cfg: ModelConfig) -> nn.Module:
     return SASegFormer(cfg, attention="none")
 
 
+def _light(cfg: ModelConfig) -> nn.Module:
+    from .sa_segformer import SASegFormer
+
+    return SASegFormer(cfg, attention="self", fuse_stride=4)
+
+
 def _ds(cfg: ModelConfig) -> nn.Module:
     from .dual_stream import FusionSASegFormerDS
 
@@ -68,6 +74,10 @@ ARCHITECTURES: dict[str, tuple[str, Callable[[ModelConfig], nn.Module]]] = {
     "fusion_sa_segformer": ("FusionSA-SegFormer (the study's model, fused input)", _sa),
     "fusion_sa_segformer_ds": ("FusionSA-SegFormer-DS (dual-stream, ours)", _ds),
     "segformer_study": ("SegFormer (the study's baseline: MiT + multi-scale-sum decoder, no attention)", _plain),
+    "fusion_sa_segformer_light": (
+        "FusionSA-SegFormer-Light (the study's model with fusion and head at 1/4 resolution; ours, for CPUs)",
+        _light,
+    ),
 }
 # The study's comparison of twelve models; its "SegFormer" is the SA-SegFormer decoder without attention.
 STUDY_TWELVE = (
@@ -94,6 +104,7 @@ STUDY_DIFFERENCES = {
     "unet_swin": "all four Swin-T stages as the study; transformers Swin (timm in the study); decoder ours",
     "segformer": "the original all-MLP SegFormer head: not the study's SegFormer (that is segformer_study)",
     "fusion_sa_segformer_ds": "ours, not in the study",
+    "fusion_sa_segformer_light": "ours, not in the study: decoder fusion and head at 1/4 resolution, logits upsampled",
     "cnn3": "as the study (3 conv layers 32-64-64 at the standard size)",
     "sa_convnext": "transformers ConvNeXt-T stages 1–3 (timm in the study); the study's attention decoder",
     "ca_convnext": "transformers ConvNeXt-T stages 1–3 (timm in the study); the study's attention decoder",
@@ -112,6 +123,7 @@ MIT_BASED = (
     "ca_segformer",
     "fusion_sa_segformer",
     "fusion_sa_segformer_ds",
+    "fusion_sa_segformer_light",
 )
 
 

@@ -18,6 +18,8 @@ import sys
 NEVER_PRIVATE = ("numpy", "osgeo", "GDAL", "gdal", "PyQt5", "PyQt6", "sip", "qgis", "rasterio")
 # What the deep-learning algorithms import; the check imports each (and the names in PROBES).
 REQUIRED = ("torch", "transformers", "safetensors", "skimage")
+# What mapping with an exported .onnx model imports: ONNX Runtime instead of torch (the "mapping only" install).
+MAPPING_ONLY = ("onnxruntime", "skimage")
 PROBES = {"transformers": "from transformers import SegformerConfig, SegformerModel"}
 SYSTEM = ("numpy", "osgeo.gdal", "rasterio", "scipy")
 
@@ -49,8 +51,10 @@ def prepend_deps_folder(folder: str, path: list[str] | None = None) -> bool:
     return True
 
 
-def import_report(folder: str | None = None) -> dict:
+def import_report(folder: str | None = None, required: tuple[str, ...] = REQUIRED) -> dict:
     """Import the deep-learning stack (after applying `folder`) and the system geodata stack; say what fails.
+
+    `required` is the stack to check: REQUIRED (PyTorch: training and mapping) or MAPPING_ONLY (ONNX Runtime).
 
     Returns:
         {"python": executable, "version": "3.x.y", "folder": folder,
@@ -62,7 +66,7 @@ def import_report(folder: str | None = None) -> dict:
         prepend_deps_folder(folder)
     modules: dict[str, dict] = {}
     problems: list[str] = []
-    for name in (*REQUIRED, *SYSTEM):
+    for name in (*required, *SYSTEM):
         try:
             module = importlib.import_module(name)
             if name in PROBES:
@@ -91,9 +95,10 @@ def import_report(folder: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3) or sys.argv[1] != "--check":
-        sys.stderr.write("usage: environment.py --check [FOLDER]\n")
+    if len(sys.argv) not in (2, 3) or sys.argv[1] not in ("--check", "--check-mapping"):
+        sys.stderr.write("usage: environment.py --check|--check-mapping [FOLDER]\n")
         sys.exit(2)
-    report = import_report(sys.argv[2] if len(sys.argv) == 3 else None)
+    stack = MAPPING_ONLY if sys.argv[1] == "--check-mapping" else REQUIRED
+    report = import_report(sys.argv[2] if len(sys.argv) == 3 else None, stack)
     sys.stdout.write("RTSFUSION-CHECK " + json.dumps(report) + "\n")
     sys.exit(0 if report["ok"] else 1)

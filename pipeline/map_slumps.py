@@ -96,11 +96,21 @@ class MapOptions:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model package already loaded (reused across units instead of reading the file each time)."""
+    """A model already loaded (reused across units instead of reading the file each time).
+
+    Attributes:
+        model: a PyTorch module (from a .safetensors package) or an OnnxModel (an exported .onnx, run with ONNX
+            Runtime; no torch needed).
+        card: the model card.
+        path: the file it came from.
+        backend: "torch" or "onnxruntime".
+
+    """
 
     model: Any
     card: ModelCard
     path: str = ""
+    backend: str = "torch"
 
 
 @dataclass(frozen=True)
@@ -134,12 +144,17 @@ class MapResult:
 
 
 def load_model(path: str, device: str = "cpu") -> LoadedModel:
-    """Load a model package, its problems raised as RtsFusionError naming the file.
+    """Load a model package (.safetensors, PyTorch) or an exported .onnx (ONNX Runtime), problems naming the file.
 
     Raises:
-        RtsFusionError: unreadable, altered or invalid package.
+        RtsFusionError: unreadable, altered or invalid model file; its runtime not installed.
 
     """
+    from ..models.onnx_runtime import is_onnx, load_onnx
+
+    if is_onnx(path):
+        onnx_model = load_onnx(path)
+        return LoadedModel(onnx_model, onnx_model.card, path, "onnxruntime")
     from ..models.package import load_package
 
     try:

@@ -1,6 +1,7 @@
 """The deep-learning dependencies inside QGIS: check, install into a plugin-owned folder, diagnose.
 
-torch, transformers, safetensors and scikit-image are installed by QGIS's own Python with pip into
+Two stacks can be installed: PyTorch (training and mapping) or "mapping only", ONNX Runtime and scikit-image,
+which maps with models exported to .onnx and needs no torch. They are installed by QGIS's own Python with pip into
 `<QGIS profile folder>/rts_fusion/site-packages`, which the plugin puts on `sys.path` before the system's
 site-packages/dist-packages when it loads (pipeline/environment.py), so what it installed wins over older system
 copies (Debian's sympy, say). numpy is pinned to the version QGIS uses while resolving, then removed from the
@@ -30,6 +31,10 @@ TORCH_INDEX = "https://download.pytorch.org/whl/{build}"
 CUDA_BUILDS = ("cu126", "cu128", "cu130")
 OTHER_REQUIREMENTS = ("transformers>=4.40,<5", "safetensors>=0.4", "scikit-image>=0.21")
 REQUIRED = ("torch", "transformers", "safetensors", "skimage")
+# The light choice: mapping with exported .onnx models, no torch (its download is tens of MB, not hundreds).
+MAPPING_BUILD = "onnx"
+ORT_VERSION = "1.31.1"
+MAPPING_REQUIREMENTS = (f"onnxruntime=={ORT_VERSION}", "scikit-image>=0.21")
 
 
 def deps_folder() -> str:
@@ -56,6 +61,7 @@ class DependencyStatus:
     cuda: bool = False
     cuda_version: str | None = None
     gpus: tuple[str, ...] = ()
+    onnxruntime: str | None = None
 
     @property
     def missing(self) -> list[str]:
@@ -64,8 +70,13 @@ class DependencyStatus:
 
     @property
     def ok(self) -> bool:
-        """True when every deep-learning dependency imports."""
+        """True when every deep-learning dependency imports (training, importance, the study and mapping)."""
         return not self.missing
+
+    @property
+    def can_map(self) -> bool:
+        """True when mapping works: with PyTorch, or with ONNX Runtime for exported .onnx models."""
+        return self.ok or (self.onnxruntime is not None and self.versions.get("skimage") is not None)
 
 
 def check_dependencies() -> DependencyStatus:
@@ -78,6 +89,12 @@ def check_dependencies() -> DependencyStatus:
         except Exception:  # noqa: BLE001 - a broken install is as missing as an absent one
             versions[name] = None
     status = DependencyStatus(versions)
+    try:
+        import onnxruntime
+
+        status.onnxruntime = str(onnxruntime.__version__)
+    except Exception:  # noqa: BLE001 - broken counts as missing
+        status.onnxruntime = None
     if versions["torch"] is not None:
         import torch
 
@@ -175,6 +192,8 @@ def install_commands(
 ) -> list[list[str]]:
     """The pip command that installs the dependencies into `target`, resolved together in one run.
 
+    Build "onnx" is the mapping-only stack (onnxruntime and scikit-image from PyPI, no torch).
+
     torch is asked for with its build label (``torch==2.13.0+cpu``, ``+cu128`` …), which only PyTorch's wheel index
     (given as an extra index) carries, so pip can never pick PyPI's multi-GB CUDA build by mistake; everything else
     comes from PyPI, with numpy pinned to QGIS's version so that the resolver picks packages that work with it. On
@@ -183,7 +202,7 @@ def install_commands(
     Args:
         python: QGIS's Python interpreter.
         target: the folder pip installs into.
-        build: "cpu" or a CUDA wheel build such as "cu128".
+        build: "onnx" (mapping only), "cpu" or a CUDA wheel build such as "cu128".
         numpy_version: numpy to keep (default: the one QGIS uses now).
         system: sys.platform of the machine.
 
@@ -191,14 +210,19 @@ def install_commands(
         ValueError: an unknown build, or CUDA on macOS.
 
     """
-    if build != "cpu" and build not in CUDA_BUILDS:
-        raise ValueError(f"Unknown PyTorch build {build!r}; choose cpu or one of {', '.join(CUDA_BUILDS)}.")
+    if build not in ("cpu", MAPPING_BUILD, *CUDA_BUILDS):
+        raise ValueError(
+            f"Unknown PyTorch build {build!r}; choose {MAPPING_BUILD} (mapping only), cpu or one of "
+            f"{', '.join(CUDA_BUILDS)}."
+        )
     if numpy_version is None:
         import numpy
 
         numpy_version = numpy.__version__
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--upgrade", "--target", target]
     pin = f"numpy=={numpy_version}"
+    if build == MAPPING_BUILD:
+        return [[*pip, *MAPPING_REQUIREMENTS, pin]]
     if system == "darwin":
         if build != "cpu":
             raise ValueError("PyTorch has no CUDA builds for macOS; choose the CPU build.")
@@ -215,6 +239,7 @@ class InstallPlan:
     target: str
     staging: str
     commands: tuple[tuple[str, ...], ...]
+    mapping_only: bool = False
 
 
 def plan_install(python: str, target: str, build: str = "cpu", numpy_version: str | None = None) -> InstallPlan:
@@ -229,7 +254,7 @@ def plan_install(python: str, target: str, build: str = "cpu", numpy_version: st
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".site-packages-installing-", dir=parent)
     commands = install_commands(python, staging, build, numpy_version)
-    return InstallPlan(python, target, staging, tuple(tuple(c) for c in commands))
+    return InstallPlan(python, target, staging, tuple(tuple(c) for c in commands), build == MAPPING_BUILD)
 
 
 def prune_never_private(folder: str) -> list[str]:
@@ -246,10 +271,13 @@ def prune_never_private(folder: str) -> list[str]:
 CHECK_MARK = "RTSFUSION-CHECK "
 
 
-def check_command(python: str, folder: str | None) -> list[str]:
-    """The command that imports the stack in a fresh interpreter with the plugin's path set-up for `folder`."""
+def check_command(python: str, folder: str | None, mapping_only: bool = False) -> list[str]:
+    """The command that imports the stack in a fresh interpreter with the plugin's path set-up for `folder`.
+
+    `mapping_only` checks the ONNX Runtime stack (MAPPING_ONLY) instead of PyTorch's.
+    """
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipeline", "environment.py")
-    return [python, script, "--check", *([folder] if folder else [])]
+    return [python, script, "--check-mapping" if mapping_only else "--check", *([folder] if folder else [])]
 
 
 def parse_check(output: str, exit_code: int | None = None) -> dict:
@@ -261,10 +289,11 @@ def parse_check(output: str, exit_code: int | None = None) -> dict:
     return {"ok": False, "modules": {}, "problems": [f"The import check crashed (exit code {exit_code}): {tail}"]}
 
 
-def check_folder(python: str, folder: str | None, timeout: float = 600) -> dict:
+def check_folder(python: str, folder: str | None, timeout: float = 600, mapping_only: bool = False) -> dict:
     """Import the deep-learning stack from `folder` in a separate QGIS Python (a crash cannot hurt QGIS)."""
     try:
-        done = subprocess.run(check_command(python, folder), capture_output=True, text=True, timeout=timeout)
+        cmd = check_command(python, folder, mapping_only)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"ok": False, "modules": {}, "problems": [f"The import check could not run: {exc}"]}
     return parse_check(done.stdout + done.stderr, done.returncode)
@@ -311,7 +340,7 @@ def install(plan: InstallPlan, log: Callable[[str], None] = print) -> list[str]:
             shutil.rmtree(plan.staging, ignore_errors=True)
             return [f"pip failed (exit code {done.returncode}); see the log."]
     log(f"Removed from the folder (QGIS keeps its own): {', '.join(prune_never_private(plan.staging)) or 'nothing'}")
-    return commit_install(plan, check_folder(plan.python, plan.staging))
+    return commit_install(plan, check_folder(plan.python, plan.staging, mapping_only=plan.mapping_only))
 
 
 def diagnostics() -> str:
@@ -336,6 +365,10 @@ def diagnostics() -> str:
     status = check_dependencies()
     for name, version in status.versions.items():
         lines.append(f"{name} {version}" if version else f"{name}: MISSING")
+    lines.append(f"onnxruntime {status.onnxruntime}" if status.onnxruntime else "onnxruntime: missing")
+    lines.append(
+        "Mapping: " + ("PyTorch" if status.ok else "ONNX Runtime (exported .onnx models)" if status.can_map else "NO")
+    )
     if status.versions["torch"]:
         lines.append(f"CUDA available: {'yes' if status.cuda else 'no'} (torch built for CUDA {status.cuda_version})")
         lines.extend(f"GPU {i}: {g}" for i, g in enumerate(status.gpus))
@@ -370,17 +403,21 @@ def make_install_dialog(parent=None):
             status = check_dependencies()
             layout.addWidget(
                 QLabel(
-                    "Detection and training need PyTorch, transformers, safetensors and scikit-image in QGIS's "
-                    f"Python. Missing now: {', '.join(status.missing) or 'nothing'}.\nThey are installed into "
-                    f"{deps_folder()} (numpy stays at QGIS's version)."
+                    "Training, band importance and the model study need PyTorch, transformers, safetensors and "
+                    "scikit-image in QGIS's Python; mapping works with those or, for models exported to .onnx, with "
+                    "ONNX Runtime and scikit-image alone. Missing now for PyTorch: "
+                    f"{', '.join(status.missing) or 'nothing'}; ONNX Runtime: "
+                    f"{status.onnxruntime or 'missing'}.\nThe choice is installed into {deps_folder()} (numpy "
+                    "stays at QGIS's version), replacing what the plugin installed there before."
                 )
             )
             form = QFormLayout()
             self.build = QComboBox()
-            self.build.addItem("CPU only", "cpu")
+            self.build.addItem("PyTorch, CPU only", "cpu")
             for b in CUDA_BUILDS:
-                self.build.addItem(f"NVIDIA GPU, CUDA {b[2:-1]}.{b[-1]}", b)
-            form.addRow("PyTorch build", self.build)
+                self.build.addItem(f"PyTorch, NVIDIA GPU, CUDA {b[2:-1]}.{b[-1]}", b)
+            self.build.addItem("Mapping only (ONNX Runtime, ~20 MB): exported .onnx models, no training", MAPPING_BUILD)
+            form.addRow("Install", self.build)
             layout.addLayout(form)
             self.log = QPlainTextEdit(readOnly=True)
             layout.addWidget(self.log)
@@ -434,15 +471,16 @@ def make_install_dialog(parent=None):
             self.log.appendPlainText(f"Left to QGIS (removed from the folder): {', '.join(removed) or 'nothing'}")
             self.result_label.setText("Checking that the packages import…")
             self.checking = True
-            self._run(check_command(self.plan.python, self.plan.staging))
+            self._run(check_command(self.plan.python, self.plan.staging, self.plan.mapping_only))
 
         def _finished(self, code: int, _status) -> None:
             if self.failed:
                 return
             if self.checking:
                 problems = commit_install(self.plan, parse_check(self.output, code))
+                done = "mapping with .onnx models" if self.plan.mapping_only else "detection and training"
                 self.result_label.setText(
-                    "Installed and checked. Restart QGIS to use detection and training."
+                    f"Installed and checked. Restart QGIS to use {done}."
                     if not problems
                     else "Not installed (nothing was changed): " + " ".join(problems)
                 )

@@ -107,7 +107,7 @@ class RtsFusionDock(QgsDockWidget):
         model_box = QGroupBox("Model package")
         model_layout = QVBoxLayout(model_box)
         self.model_file = QgsFileWidget()
-        self.model_file.setFilter("RTS Fusion model (*.safetensors)")
+        self.model_file.setFilter("RTS Fusion model (*.safetensors *.onnx)")
         self.model_file.fileChanged.connect(self.model_changed)
         model_layout.addWidget(self.model_file)
         self.card_view = QTextBrowser()
@@ -387,7 +387,10 @@ class RtsFusionDock(QgsDockWidget):
                 self.card = read_card(path)
                 self.card_view.setPlainText(format_card(self.card))
             except ImportError:
-                self.card_view.setPlainText(f"Reading model packages needs PyTorch and safetensors. {INSTALL_HINT}")
+                self.card_view.setPlainText(
+                    "Reading model packages needs safetensors (PyTorch to map with them); an exported .onnx model "
+                    f"needs only onnxruntime. {INSTALL_HINT}"
+                )
             except ValueError as exc:
                 self.card_view.setPlainText(f"Not a usable model package: {exc}")
         self.check_needs()

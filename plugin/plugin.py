@@ -9,6 +9,7 @@ from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtCore import QUrl
 from qgis.PyQt.QtGui import QDesktopServices, QIcon
 
+from ..pipeline.environment import MAPPING_ONLY
 from ..processing_provider.common import missing_modules
 from ..processing_provider.provider import RtsFusionProvider
 from .dependencies import REQUIRED, add_deps_folder_to_path
@@ -74,22 +75,30 @@ class RtsFusionPlugin:
         is reported when that check finishes.
         """
         missing = missing_modules(REQUIRED)
-        if missing:
+        mapping_only = bool(missing) and not missing_modules(MAPPING_ONLY)
+        if mapping_only:  # ONNX Runtime present: mapping with exported .onnx models works without torch
             self._show_deps_message(
-                f"Detection and training need {', '.join(missing)} in QGIS's Python. Data preparation works without."
+                f"Mapping with exported .onnx models works (ONNX Runtime). Training, band importance, the model study "
+                f"and mapping with .safetensors packages need {', '.join(missing)} in QGIS's Python."
+            )
+            self.start_import_check(mapping_only=True)
+        elif missing:
+            self._show_deps_message(
+                f"Detection and training need {', '.join(missing)} in QGIS's Python (or, for mapping with exported "
+                ".onnx models only, onnxruntime). Data preparation works without."
             )
         else:
             self.start_import_check()
         return missing
 
-    def start_import_check(self) -> None:
-        """Import the deep-learning stack in a separate process; report problems when it finishes."""
+    def start_import_check(self, mapping_only: bool = False) -> None:
+        """Import the deep-learning (or mapping-only) stack in a separate process; report problems when it finishes."""
         from qgis.PyQt.QtCore import QProcess
 
         from .dependencies import check_command, deps_folder, parse_check, qgis_python
 
         try:
-            cmd = check_command(qgis_python(), deps_folder() if os.path.isdir(deps_folder()) else None)
+            cmd = check_command(qgis_python(), deps_folder() if os.path.isdir(deps_folder()) else None, mapping_only)
         except RuntimeError as exc:
             self._show_deps_message(str(exc))
             return

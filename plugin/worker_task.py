@@ -40,7 +40,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import pyqtSignal
 
 from ..pipeline import worker
-from ..processing_provider.common import require_deep_learning
+from ..processing_provider.common import require_model_runtime
 from .dependencies import deps_folder, qgis_python
 
 WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipeline", "worker.py")
@@ -74,7 +74,6 @@ class MapSlumpsWorkerTask(QgsTask):
 
         """
         super().__init__(description, QgsTask.Flag.CanCancel)
-        require_deep_learning()
         if context is None:
             context = QgsProcessingContext()
             context.setProject(QgsProject.instance())
@@ -85,6 +84,7 @@ class MapSlumpsWorkerTask(QgsTask):
         if not ok:
             raise QgsProcessingException(problem)
         self.inputs, self.package, self.outputs, self.options = alg.map_job(parameters, context)
+        require_model_runtime(self.package)  # onnxruntime for an .onnx model, PyTorch for a package
         try:
             self.python = python or qgis_python()
         except RuntimeError as exc:

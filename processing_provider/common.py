@@ -130,6 +130,20 @@ def require_deep_learning() -> None:
         raise QgsProcessingException(f"PyTorch or transformers failed to import ({exc}). {DEEP_LEARNING_HINT}") from exc
 
 
+def require_model_runtime(model_path: str) -> None:
+    """Raise a QgsProcessingException naming what to install for mapping with this model file.
+
+    An exported .onnx model needs onnxruntime only; a model package needs PyTorch and transformers.
+    """
+    from ..models.onnx_runtime import ORT_HINT, is_onnx
+
+    if not is_onnx(model_path):
+        require_deep_learning()
+        return
+    if missing_modules(("onnxruntime",)):
+        raise QgsProcessingException(f"Missing Python package: onnxruntime. {ORT_HINT}")
+
+
 STYLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "styles")
 
 

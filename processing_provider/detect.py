@@ -9,15 +9,14 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
 
 from ..core.errors import RtsFusionError
-from .common import RtsAlgorithm, layer_path, optional_number, require_deep_learning, run_core, style_on_load
-from .params import add_device_parameter, device_choice
+from .common import RtsAlgorithm, layer_path, optional_number, require_model_runtime, run_core, style_on_load
+from .params import MODEL_HELP, add_device_parameter, add_model_file_parameter, device_choice
 
 
 class DetectAlgorithm(RtsAlgorithm):
@@ -45,8 +44,8 @@ class DetectAlgorithm(RtsAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
         return (
-            "Runs a model package (from 'Train RTS model') over a fused stack and writes the slump probability "
-            "and the binary mask (probability ≥ threshold).<br><br>"
+            "Runs a model package (from 'Train RTS model') or an exported .onnx model over a fused stack and writes "
+            "the slump probability and the binary mask (probability ≥ threshold).<br><br>" + MODEL_HELP + "<br>"
             "The stack's bands are matched to the model's by name; a missing band is named in the error. Tiles of "
             "the model's tile size overlap by its overlap and are blended with a smooth window, so there are no "
             "seams; memory stays bounded whatever the raster size. Nodata pixels stay nodata. A stack smaller "
@@ -54,15 +53,15 @@ class DetectAlgorithm(RtsAlgorithm):
             "the probabilities the whole stack gets there (the tiles reach beyond it where the stack goes on).<br>"
             "<b>Probability</b>: float32 0–1 (nodata −1), or uint8 where the value is round(p × 250) and 255 is "
             "nodata. <b>Mask</b>: 1 slump, 0 background, 255 nodata.<br>"
-            "<b>Device</b>: auto uses a CUDA GPU when present (bf16/fp16 mixed precision, batch size lowered on "
-            "out-of-memory) and all CPU threads otherwise. Test-time augmentation averages four flips."
+            "<b>Device</b> (default auto): with PyTorch, auto uses a CUDA GPU when present (bf16/fp16 mixed "
+            "precision, batch size lowered on out-of-memory) and all CPU threads otherwise; with ONNX Runtime, auto "
+            "uses the CUDA, DirectML or CoreML execution provider when installed, else the CPU (cuda needs "
+            "onnxruntime-gpu). Test-time augmentation averages four flips."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "Fused stack"))
-        self.addParameter(
-            QgsProcessingParameterFile(self.MODEL, "Model package (.safetensors)", extension="safetensors")
-        )
+        add_model_file_parameter(self, self.MODEL)
         add_device_parameter(self, self.DEVICE)
         self.addParameter(
             QgsProcessingParameterNumber(
@@ -112,13 +111,13 @@ class DetectAlgorithm(RtsAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("TILES", "Tiles processed"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
-        require_deep_learning()
+        model_path = self.parameterAsFile(parameters, self.MODEL, context)
+        require_model_runtime(model_path)
         from ..models.inference import InferenceOptions, bounds_to_window, predict_stack
-        from ..models.package import load_package
+        from ..pipeline.map_slumps import load_model
 
         stack_layer = self.parameterAsRasterLayer(parameters, self.STACK, context)
         stack = layer_path(stack_layer, "fused stack")
-        model_path = self.parameterAsFile(parameters, self.MODEL, context)
         window = None
         if parameters.get(self.EXTENT):
             r = self.parameterAsExtent(parameters, self.EXTENT, context, stack_layer.crs())
@@ -128,9 +127,10 @@ class DetectAlgorithm(RtsAlgorithm):
                 raise QgsProcessingException(str(exc)) from exc
         device = device_choice(self, parameters, context, self.DEVICE)
         try:
-            model, card = load_package(model_path)
+            loaded = load_model(model_path)
         except ValueError as exc:
             raise QgsProcessingException(str(exc)) from exc
+        model, card = loaded.model, loaded.card
         options = InferenceOptions(
             device=device,
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),

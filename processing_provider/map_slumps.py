@@ -6,7 +6,6 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterVectorDestination,
@@ -14,9 +13,9 @@ from qgis.core import (
 
 from ..core.errors import RtsFusionError
 from ..pipeline.map_slumps import MapInputs, MapOptions, MapOutputs, map_slumps
-from .common import optional_number, require_deep_learning, run_core, style_on_load
+from .common import optional_number, require_model_runtime, run_core, style_on_load
 from .fusion_inputs import FusionInputsAlgorithm
-from .params import add_device_parameter, device_choice
+from .params import MODEL_HELP, add_device_parameter, add_model_file_parameter, device_choice
 
 
 class MapSlumpsAlgorithm(FusionInputsAlgorithm):
@@ -46,13 +45,12 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
             "The source parameters are those of 'Align and fuse layers'; detection and polygonisation use the "
             "model's tile size and threshold unless a threshold is given; the mask is the only thresholding and the "
             "polygons are made from it (with the probability's mean and maximum as attributes). Outputs: the fused "
-            "stack, the slump probability, the mask and the polygons. A failed or cancelled run removes what it wrote."
+            "stack, the slump probability, the mask and the polygons. A failed or cancelled run removes what it "
+            "wrote.<br>" + MODEL_HELP
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
-        self.addParameter(
-            QgsProcessingParameterFile(self.MODEL, "Model package (.safetensors)", extension="safetensors")
-        )
+        add_model_file_parameter(self, self.MODEL)
         self.add_input_parameters(with_features=False)
         add_device_parameter(self, self.DEVICE)
         self.addParameter(
@@ -105,8 +103,8 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         return MapInputs(inputs, grid, radius), model, outputs, options
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
-        require_deep_learning()
         inputs, model, outputs, options = self.map_job(parameters, context)
+        require_model_runtime(model)
         result = run_core(feedback, map_slumps, inputs, model, outputs, options, log=feedback.pushInfo)
         for warning in result.warnings:
             feedback.reportError(warning, fatalError=False)

@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
     QgsProperty,
     QgsWkbTypes,
 )
@@ -57,6 +58,21 @@ ENCODERS = (*sorted(v for v in MIT_VARIANTS if v.startswith("b")), "tiny")
 def add_device_parameter(alg: QgsProcessingAlgorithm, name: str = "DEVICE") -> None:
     """The device choice (auto, cpu, cuda), default auto."""
     alg.addParameter(QgsProcessingParameterEnum(name, "Device", list(DEVICES), defaultValue=0))
+
+
+MODEL_FILTER = "RTS Fusion model (*.safetensors *.onnx);;Model package (*.safetensors);;Exported ONNX model (*.onnx)"
+MODEL_HELP = (
+    "<b>Model</b>: a model package (.safetensors, from 'Train RTS model'; runs with PyTorch) or a model exported "
+    "with 'Export model to ONNX' (.onnx; runs with ONNX Runtime, no PyTorch needed, same tiles, normalisation and "
+    "outputs). "
+)
+
+
+def add_model_file_parameter(alg: QgsProcessingAlgorithm, name: str = "MODEL") -> None:
+    """The model file for mapping: a .safetensors package or an exported .onnx model."""
+    alg.addParameter(
+        QgsProcessingParameterFile(name, "Model (.safetensors package or exported .onnx)", fileFilter=MODEL_FILTER)
+    )
 
 
 def device_choice(alg: QgsProcessingAlgorithm, parameters, context, name: str = "DEVICE") -> str:

@@ -12,6 +12,7 @@ from .band_importance import BandImportanceAlgorithm
 from .change_detect import ChangeDetectAlgorithm
 from .detect import DetectAlgorithm
 from .evaluate import EvaluateAlgorithm
+from .export_onnx import ExportOnnxAlgorithm
 from .import_checkpoint import ImportCheckpointAlgorithm
 from .inventory_stats import InventoryStatsAlgorithm
 from .landsat_bands import LandsatBandsAlgorithm
@@ -60,5 +61,6 @@ class RtsFusionProvider(QgsProcessingProvider):
             ModelStudyAlgorithm(),
             SpatialTransferAlgorithm(),
             TemporalTransferAlgorithm(),
+            ExportOnnxAlgorithm(),
         ):
             self.addAlgorithm(alg)

@@ -166,3 +166,30 @@ def test_start_up_check_reports_a_broken_install(qgis_iface, monkeypatch, tmp_pa
     assert process is not None and process.waitForFinished(300_000)  # emits finished: the report is handled
     assert plugin.import_check is None and plugin.deps_message is not None
     assert "do not work" in plugin.deps_message.text() and "broken wheel" in plugin.deps_message.text()
+
+
+def test_mapping_only_plan_installs_onnxruntime_without_torch_and_checks_that_stack(tmp_path):
+    (cmd,) = deps.install_commands("/qgis/python3", "/deps", deps.MAPPING_BUILD, "1.26.4", system="darwin")
+    assert f"onnxruntime=={deps.ORT_VERSION}" in cmd and "scikit-image>=0.21" in cmd and "numpy==1.26.4" in cmd
+    assert not any(a.startswith(("torch", "transformers")) for a in cmd) and "--extra-index-url" not in cmd
+    plan = deps.plan_install(sys.executable, str(tmp_path / "site-packages"), deps.MAPPING_BUILD, "1.24.2")
+    assert (
+        plan.mapping_only and not deps.plan_install(sys.executable, str(tmp_path / "s2"), "cpu", "1.24.2").mapping_only
+    )
+    assert deps.check_command("/p", plan.staging, plan.mapping_only)[2:] == ["--check-mapping", plan.staging]
+    # The mapping check imports onnxruntime and scikit-image, not torch: it passes where torch is blocked.
+    touch(tmp_path / "torch" / "__init__.py")
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('no torch here')\n")
+    mapping = deps.check_folder(sys.executable, str(tmp_path), mapping_only=True)
+    assert mapping["ok"] and "onnxruntime" in mapping["modules"] and "torch" not in mapping["modules"]
+    assert not deps.check_folder(sys.executable, str(tmp_path))["ok"]
+
+
+def test_status_says_mapping_works_with_onnxruntime_or_torch():
+    both = {"torch": None, "transformers": None, "safetensors": None, "skimage": "0.21"}
+    assert deps.DependencyStatus(both, onnxruntime="1.31.1").can_map
+    assert not deps.DependencyStatus(both, onnxruntime="1.31.1").ok
+    assert not deps.DependencyStatus(both).can_map
+    assert not deps.DependencyStatus({**both, "skimage": None}, onnxruntime="1.31.1").can_map
+    full = {"torch": "2.13", "transformers": "4.5", "safetensors": "0.4", "skimage": "0.21"}
+    assert deps.DependencyStatus(full).can_map and deps.DependencyStatus(full).ok
