@@ -13,7 +13,7 @@ STUDY_DIFFERENCES = (
      "50 with early stopping after 10 epochs without a better validation F1: CPU time"),
     ("learning-rate schedule", "OneCycle to 1e-3 from 1e-3/25, 10 % warm-up, linear annealing",
      "OneCycle to 1e-3 from 3e-4, 30 % warm-up, cosine annealing (PyTorch's defaults, smoother start)"),
-    ("best epoch", "highest validation F1 averaged over chips (empty chips count 0)",
+    ("best epoch", "highest validation F1 averaged over chips (empty chips count 0), ties to the lower loss",
      "highest pooled validation F1: not swayed by chips without slumps"),
     ("augmentation", "crop aspect 0.9–1.1, quarter turns with p 0.5", "crop aspect 3/4–4/3, quarter turns always"),
     ("Dice loss", "zero on batches without slump pixels", "smoothed, also acting on batches without slumps"),

@@ -76,7 +76,8 @@ class TrainConfig:
         warmup_fraction: share of the steps the one-cycle schedule rises to max_lr (study 0.1).
         anneal: "cos" or "linear" (study) annealing of the one-cycle schedule.
         div_factor: the schedule starts at max_lr / div_factor (study: 25, PyTorch's default); 0 = start at lr.
-        select_by: best epoch by "f1" (pooled validation F1) or "study_f1" (the study's per-chip F1).
+        select_by: best epoch by "f1" (pooled validation F1) or "study_f1" (the study's per-chip F1, ties
+            broken by the lower validation loss as in the study's scripts).
         dice: "smoothed" or "study" (models.losses).
         crop_ratio: aspect-ratio range of the random resized crop (study 0.9–1.1).
         rot90_p: probability of a random quarter turn (study 0.5).
@@ -118,8 +119,9 @@ def study_preset(architecture: str = "fusion_sa_segformer", fused: bool | None =
 
     AdamW lr 3e-4, weight decay 1e-4; OneCycle to max 1e-3 from 1e-3/25, 10 % warm-up, linear annealing;
     400 epochs for the fused model and 200 for baselines, no early stopping; batch 8, 256 px chips; best
-    epoch by validation per-chip F1 (their convention); crop scale 0.5–1, aspect 0.9–1.1, flips, quarter
-    turns with p 0.5; their Dice; threshold 0.4; random chip split; per-chip min–max input scaling.
+    epoch by validation per-chip F1 (their convention; ties to the lower validation loss); crop scale 0.5–1,
+    aspect 0.9–1.1, flips, quarter turns with p 0.5; their Dice; threshold 0.4; random chip split; per-chip
+    min–max input scaling.
 
     Args:
         architecture: registry name.
@@ -311,6 +313,17 @@ def split_scores(confs: list[Confusion]) -> dict:
     return out
 
 
+def improves(score: float, loss: float, best: float, best_loss: float, tie_break_by_loss: bool) -> bool:
+    """Whether an epoch's validation F1 `score` (and `loss`) beats the best so far.
+
+    A higher F1 wins; with `tie_break_by_loss` (the study's rule in its train scripts) the same F1 (within
+    1e-12) and a lower validation loss wins too, e.g. among early epochs that all score 0.
+    """
+    if not tie_break_by_loss:
+        return score > best
+    return score > best + 1e-12 or (abs(score - best) <= 1e-12 and loss < best_loss)
+
+
 def _fit(
     cfg: TrainConfig,
     model_cfg: ModelConfig,
@@ -344,7 +357,7 @@ def _fit(
     dtype = amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     history: list[dict] = []
-    best_f1, best_state, best_epoch, since_best = -1.0, None, 0, 0
+    best_f1, best_loss, best_state, best_epoch, since_best = -1.0, float("inf"), None, 0, 0
     canceled = stopped = False
     warnings = [
         f"The {name} split holds no slump pixel{'' if len(part.image) else ' (it has no chip)'}: its scores are NaN"
@@ -405,8 +418,8 @@ def _fit(
         selected = study_f1 if cfg.select_by == "study_f1" else pooled["f1"]
         if val_empty:
             best_state = None  # nothing to choose by: the last epoch's weights are kept
-        elif selected > best_f1:
-            best_f1, best_epoch, since_best = selected, epoch, 0
+        elif improves(selected, val_loss, best_f1, best_loss, cfg.select_by == "study_f1"):
+            best_f1, best_loss, best_epoch, since_best = selected, val_loss, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             since_best += 1

@@ -68,6 +68,15 @@ def test_evaluation_counts_objects_per_chip_as_the_study():
                                      2)[0]  # fmt: skip
 
 
+def test_best_epoch_ties_go_to_the_lower_validation_loss_in_the_study_preset():
+    from rts_fusion.models.train import improves
+
+    assert improves(0.5, 0.3, 0.5, 0.4, tie_break_by_loss=True)  # same F1, lower loss: the study keeps it
+    assert not improves(0.5, 0.5, 0.5, 0.4, tie_break_by_loss=True)
+    assert not improves(0.5, 0.3, 0.5, 0.4, tie_break_by_loss=False)  # ours: the first best epoch stays
+    assert improves(0.6, 9.0, 0.5, 0.4, tie_break_by_loss=True) and improves(0.6, 9.0, 0.5, 0.4, False)
+
+
 def test_study_dice_is_zero_without_slump_pixels():
     logits = torch.full((2, 1, 8, 8), 2.0)
     empty = torch.zeros_like(logits)
