@@ -50,15 +50,7 @@ def sample_stack(folder: Path, size: int, seed: int = 42):
     """A sample scene of `size` px fused with the extended preset: (scene, stack path)."""
     import_plugin()
     from rts_fusion.core.features import EXTENDED
-    from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack
-    from rts_fusion.core.synthetic import generate_sample_scene
+    from rts_fusion.core.synthetic import fuse_sample_scene, generate_sample_scene
 
     scene = generate_sample_scene(str(folder / "scene"), size=size, seed=seed)
-    inputs = FusionInputs(
-        scene.optical,
-        scene.thermal,
-        scene.dem,
-        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-        temperature_series=scene.temperature_series,
-    )
-    return scene, build_fused_stack(inputs, EXTENDED, str(folder / "stack.tif")).path
+    return scene, fuse_sample_scene(scene, EXTENDED, str(folder / "stack.tif"))

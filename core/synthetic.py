@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,8 @@ from rasterio.warp import calculate_default_transform, reproject
 from scipy import ndimage
 
 from . import terrain
+from .sources import FusionInputs, OpticalBands
+from .stack import build_fused_stack
 from .vector import PolygonRecord, write_polygons
 
 OPTICAL_CRS = "EPSG:32646"
@@ -378,6 +381,22 @@ def generate_sample_scene(
         fraction,
         size,
     )
+
+
+def sample_inputs(scene: SampleScene) -> FusionInputs:
+    """A sample scene's layers as fusion inputs: its six Sentinel-2-like bands in order, thermal, DEM and series."""
+    return FusionInputs(
+        scene.optical,
+        scene.thermal,
+        scene.dem,
+        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
+        temperature_series=scene.temperature_series,
+    )
+
+
+def fuse_sample_scene(scene: SampleScene, features: Sequence[str], path: str) -> str:
+    """Fuse a sample scene into a stack of the given features (core.stack.build_fused_stack); returns its path."""
+    return build_fused_stack(sample_inputs(scene), features, path).path
 
 
 # ----- a multi-year series -----------------------------------------------------------------------------------------

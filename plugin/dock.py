@@ -47,6 +47,8 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.spectral import SENSORS
 from ..core.stack import OPTICAL_KEYS
+from ..processing_provider.band_importance import BandImportanceAlgorithm as _Imp
+from ..processing_provider.map_slumps import MapSlumpsAlgorithm as _Map
 from .chart import Bar, BarChartWidget
 from .dock_logic import (
     SENSOR_KEYS,
@@ -66,11 +68,11 @@ INSTALL_HINT = "Install them from the menu Raster → RTS Fusion → Install dee
 # Runs still going when their dock was unloaded: kept referenced (the task uses the context) until they end.
 _ORPHANED_RUNS: list[tuple] = []
 RESULT_GROUP = "RTS Fusion results"
-RESULT_STYLES = (
-    ("POLYGONS", "Thaw slumps", "slumps"),
-    ("MASK", "Slump mask", "mask"),
-    ("PROBABILITY", "Slump probability", "probability"),
-    ("STACK", "Fused stack", None),
+RESULT_STYLES = (  # mapslumps's outputs: layer name, style
+    (_Map.POLYGONS, "Thaw slumps", "slumps"),
+    (_Map.MASK, "Slump mask", "mask"),
+    (_Map.PROBABILITY, "Slump probability", "probability"),
+    (_Map.STACK, "Fused stack", None),
 )
 
 
@@ -560,7 +562,7 @@ class RtsFusionDock(QgsDockWidget):
             path = results.get(key)
             if not path:
                 continue
-            layer = QgsVectorLayer(path, name, "ogr") if key == "POLYGONS" else QgsRasterLayer(path, name)
+            layer = QgsVectorLayer(path, name, "ogr") if key == _Map.POLYGONS else QgsRasterLayer(path, name)
             if not layer.isValid():
                 continue
             if style:
@@ -572,7 +574,7 @@ class RtsFusionDock(QgsDockWidget):
             node = group.findLayer(layer.id())
             if node is not None and layer.name() == "Fused stack":
                 node.setItemVisibilityChecked(False)
-        count = results.get("COUNT")
+        count = results.get(_Map.COUNT)
         replaced = f" (replacing {len(stale)} layers of the earlier run)" if stale else ""
         self.status.setText(f"{count} thaw slumps mapped; layers added to '{RESULT_GROUP}'{replaced}.")
 
@@ -594,12 +596,12 @@ class RtsFusionDock(QgsDockWidget):
         return self._start("rtsfusion:bandimportance", params, self._importance_done)
 
     def _importance_done(self, results: dict) -> None:
-        self.importance_csv = results.get("CSV")
+        self.importance_csv = results.get(_Imp.CSV)
         rows = read_importance_csv(self.importance_csv) if self.importance_csv else []
         self.set_importance(rows)
         self.status.setText(
-            f"Band importance: most important band {results.get('TOP_BAND')}; unshuffled F1 "
-            f"{results.get('BASELINE_F1', float('nan')):.3f}."
+            f"Band importance: most important band {results.get(_Imp.TOP_BAND)}; unshuffled F1 "
+            f"{results.get(_Imp.BASELINE_F1, float('nan')):.3f}."
         )
 
     def set_importance(self, rows: list[dict]) -> None:

@@ -41,6 +41,7 @@ from qgis.PyQt.QtCore import pyqtSignal
 
 from ..pipeline import worker
 from ..processing_provider.common import require_model_runtime
+from ..processing_provider.map_slumps import MapSlumpsAlgorithm as _Map
 from .dependencies import deps_folder, qgis_python
 
 WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipeline", "worker.py")
@@ -159,11 +160,11 @@ class MapSlumpsWorkerTask(QgsTask):
                 for warning in self.warnings:
                     self.feedback.reportError(warning, fatalError=False)
             self.results = {
-                "STACK": result["stack"],
-                "PROBABILITY": result["probability"],
-                "MASK": result["mask"],
-                "POLYGONS": result["polygons"],
-                "COUNT": result["count"],
+                _Map.STACK: result["stack"],
+                _Map.PROBABILITY: result["probability"],
+                _Map.MASK: result["mask"],
+                _Map.POLYGONS: result["polygons"],
+                _Map.COUNT: result["count"],
             }
             return True
         if "canceled" in last:

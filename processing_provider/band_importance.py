@@ -57,6 +57,9 @@ class BandImportanceAlgorithm(RtsAlgorithm):
     OUTPUT = "OUTPUT"
     CSV = "CSV"
     CHART = "CHART"
+    BASELINE_F1 = "BASELINE_F1"  # outputs: scores of the unshuffled prediction and the top band
+    BASELINE_IOU = "BASELINE_IOU"
+    TOP_BAND = "TOP_BAND"
 
     def name(self) -> str:
         return "bandimportance"
@@ -118,9 +121,9 @@ class BandImportanceAlgorithm(RtsAlgorithm):
         self.addParameter(
             QgsProcessingParameterFileDestination(self.CHART, "Importance chart", "PNG images (*.png)", optional=True)
         )
-        self.addOutput(QgsProcessingOutputNumber("BASELINE_F1", "F1 of the unshuffled prediction"))
-        self.addOutput(QgsProcessingOutputNumber("BASELINE_IOU", "IoU of the unshuffled prediction"))
-        self.addOutput(QgsProcessingOutputString("TOP_BAND", "Most important band"))
+        self.addOutput(QgsProcessingOutputNumber(self.BASELINE_F1, "F1 of the unshuffled prediction"))
+        self.addOutput(QgsProcessingOutputNumber(self.BASELINE_IOU, "IoU of the unshuffled prediction"))
+        self.addOutput(QgsProcessingOutputString(self.TOP_BAND, "Most important band"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         require_deep_learning()
@@ -162,9 +165,9 @@ class BandImportanceAlgorithm(RtsAlgorithm):
         top = bands[0]["band"] if bands else ""
         results = {
             self.OUTPUT: dest,
-            "BASELINE_F1": result.baseline["f1"],
-            "BASELINE_IOU": result.baseline["iou"],
-            "TOP_BAND": top,
+            self.BASELINE_F1: result.baseline["f1"],
+            self.BASELINE_IOU: result.baseline["iou"],
+            self.TOP_BAND: top,
         }
         for r in bands[:5]:
             feedback.pushInfo(f"{r['method']:>11} #{r['rank']}: {r['band']} {r['importance']:.4f}")

@@ -30,6 +30,7 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
     PROBABILITY = "PROBABILITY"
     MASK = "MASK"
     POLYGONS = "POLYGONS"
+    COUNT = "COUNT"  # output: the number of slump polygons
 
     def name(self) -> str:
         return "mapslumps"
@@ -77,7 +78,7 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
                 self.POLYGONS, "Slump polygons", QgsProcessing.SourceType.TypeVectorPolygon
             )
         )
-        self.addOutput(QgsProcessingOutputNumber("COUNT", "Number of slumps"))
+        self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Number of slumps"))
 
     def map_job(self, parameters, context) -> tuple[MapInputs, str, MapOutputs, MapOptions]:
         """What the pipeline needs for these parameters: inputs, model package path, outputs and options.
@@ -116,5 +117,5 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
             self.PROBABILITY: result.probability,
             self.MASK: result.mask,
             self.POLYGONS: result.polygons,
-            "COUNT": result.count,
+            self.COUNT: result.count,
         }

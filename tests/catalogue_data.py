@@ -44,8 +44,7 @@ def _raster(path: str, data: np.ndarray, like: str | None = None, georef: bool =
 def build_catalogue_data(folder: str, with_model: bool = True) -> dict[str, str]:
     """Write every input the catalogue uses into folder; returns name → path."""
     from rts_fusion.core.features import PAPER
-    from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack
-    from rts_fusion.core.synthetic import generate_sample_scene
+    from rts_fusion.core.synthetic import fuse_sample_scene, generate_sample_scene
     from rts_fusion.core.vector import PolygonRecord, read_polygons, write_polygons
 
     os.makedirs(folder, exist_ok=True)
@@ -57,14 +56,7 @@ def build_catalogue_data(folder: str, with_model: bool = True) -> dict[str, str]
         "series": scene.temperature_series,
         "slumps": scene.slumps,
     }
-    inputs = FusionInputs(
-        scene.optical,
-        scene.thermal,
-        scene.dem,
-        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-        temperature_series=scene.temperature_series,
-    )
-    d["stack"] = build_fused_stack(inputs, PAPER, os.path.join(folder, "stack.tif")).path
+    d["stack"] = fuse_sample_scene(scene, PAPER, os.path.join(folder, "stack.tif"))
     with rasterio.open(d["stack"]) as src:
         crs_wkt = src.crs.to_wkt()
         left, bottom, right, top = src.bounds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -164,23 +165,21 @@ def provider(qgis_processing):
 
 
 @pytest.fixture(scope="session")
-def training_stack(tmp_path_factory):
-    """A 384 px sample scene fused with the paper preset: (stack path, slumps path), written once."""
-    from rts_fusion.core.features import PAPER
-    from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack
+def training_scene(tmp_path_factory):
+    """A 384 px sample scene (the one the tiny model is trained on), written once."""
     from rts_fusion.core.synthetic import generate_sample_scene
 
-    folder = tmp_path_factory.mktemp("train_scene")
-    scene = generate_sample_scene(str(folder), size=384, seed=42)
-    inputs = FusionInputs(
-        scene.optical,
-        scene.thermal,
-        scene.dem,
-        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-        temperature_series=scene.temperature_series,
-    )
-    stack = build_fused_stack(inputs, PAPER, str(folder / "stack.tif"))
-    return stack.path, scene.slumps
+    return generate_sample_scene(str(tmp_path_factory.mktemp("train_scene")), size=384, seed=42)
+
+
+@pytest.fixture(scope="session")
+def training_stack(training_scene):
+    """The training scene fused with the paper preset: (stack path, slumps path), written once."""
+    from rts_fusion.core.features import PAPER
+    from rts_fusion.core.synthetic import fuse_sample_scene
+
+    stack = fuse_sample_scene(training_scene, PAPER, os.path.join(os.path.dirname(training_scene.optical), "stack.tif"))
+    return stack, training_scene.slumps
 
 
 @pytest.fixture(scope="session")
@@ -196,9 +195,98 @@ def tiny_model(training_stack, tmp_path_factory):
     return train_from_stack(*training_stack, out, cfg, bands=PAPER).package
 
 
+@pytest.fixture
+def mapslumps_parameters(training_scene, tiny_model, tmp_path):
+    """rtsfusion:mapslumps's parameters for the training scene, built as the panel builds them.
+
+    The tiny model on CPU, slumps of at least 500 m², the model's threshold; outputs go to tmp_path.
+    """
+    from rts_fusion.core.bands import OPTICAL_KEYS
+    from rts_fusion.plugin.dock_logic import map_parameters
+
+    s = training_scene
+    bands = {key: i for i, key in enumerate(OPTICAL_KEYS, start=1)}  # the scene's six bands, in order
+    return map_parameters(
+        tiny_model, s.optical, s.thermal, s.dem, s.temperature_series, bands, "sentinel2", 1, None, 500.0, str(tmp_path)
+    )
+
+
 @pytest.fixture(scope="session")
 def multiyear_scene(tmp_path_factory):
     """A 256 px sample scene with yearly inventories, NDVI and LST for 2019–2024, written once."""
     from rts_fusion.core.synthetic import generate_multiyear_scene
 
     return generate_multiyear_scene(str(tmp_path_factory.mktemp("multiyear")), size=256, seed=5)
+
+
+@pytest.fixture(scope="session")
+def big_scene(tmp_path_factory):
+    """A 512 px sample scene (mapping it takes long enough to cancel a run on its way), written once."""
+    from rts_fusion.core.synthetic import generate_sample_scene
+
+    return generate_sample_scene(str(tmp_path_factory.mktemp("big_scene")), size=512, seed=3)
+
+
+def add_scene_layers(scene) -> dict:
+    """Add a sample scene's layers to the project, the DEM first (a guess must not take it for the optical image)."""
+    from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+
+    layers = {
+        "dem": QgsRasterLayer(scene.dem, "dem"),
+        "optical": QgsRasterLayer(scene.optical, "optical"),
+        "thermal": QgsRasterLayer(scene.thermal, "thermal"),
+        "series": QgsRasterLayer(scene.temperature_series, "temperature_series"),
+        "slumps": QgsVectorLayer(scene.slumps, "slumps", "ogr"),
+    }
+    for name, layer in layers.items():
+        assert layer.isValid(), name
+    QgsProject.instance().addMapLayers(list(layers.values()))
+    return layers
+
+
+def clear_project() -> None:
+    """Remove every layer and group from the project."""
+    from qgis.core import QgsProject
+
+    project = QgsProject.instance()
+    project.removeAllMapLayers()
+    root = project.layerTreeRoot()
+    for group in root.findGroups():
+        root.removeChildNode(group)
+
+
+@pytest.fixture
+def scene_layers(sample_scene, qgis_iface):
+    """The 128 px sample scene's layers in the project (see add_scene_layers); the project is cleared after."""
+    yield add_scene_layers(sample_scene)
+    clear_project()
+
+
+@pytest.fixture
+def big_scene_layers(big_scene, qgis_iface):
+    """The 512 px scene's layers in the project, for runs that must still be going when a test acts on them."""
+    yield add_scene_layers(big_scene)
+    clear_project()
+
+
+def wait_for(dock, timeout: float = 600) -> None:
+    """Process Qt events until the dock's background task has finished."""
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    t0 = time.time()
+    while dock.task is not None or dock.last_success is None:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        assert time.time() - t0 < timeout, "the background task did not finish"
+
+
+def wait_until_started(dock, timeout: float = 120) -> None:
+    """Process Qt events until the dock's run is under way (progress ≥ 3 %); fails if it ended before."""
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    t0 = time.time()
+    while dock.progress.value() < 3 and dock.task is not None:
+        QCoreApplication.processEvents()
+        time.sleep(0.01)
+        assert time.time() - t0 < timeout
+    assert dock.task is not None, "the run ended before the test could act on it"

@@ -1,5 +1,3 @@
-import os
-
 import numpy as np
 import processing
 import pytest
@@ -91,31 +89,13 @@ def test_detect_polygonize_evaluate_chain(provider, training_stack, tiny_model, 
     assert "pixel_f1" in open(ev["CSV"]).read() and "Scores" in open(ev["HTML"]).read()
 
 
-def test_mapslumps_one_shot(provider, training_stack, tiny_model, tmp_path):
-    folder = os.path.dirname(training_stack[0])  # the sample scene the model was trained on
-    scene = {k: os.path.join(folder, f"{k.lower()}.tif") for k in ("OPTICAL", "THERMAL", "DEM", "TEMPERATURE_SERIES")}
-    scene["SLUMPS"] = training_stack[1]
-    res = processing.run(
-        "rtsfusion:mapslumps",
-        {
-            "MODEL": tiny_model,
-            "OPTICAL": scene["OPTICAL"],
-            "THERMAL": scene["THERMAL"],
-            "DEM": scene["DEM"],
-            "TEMPERATURE_SERIES": scene["TEMPERATURE_SERIES"],
-            "DEVICE": 1,
-            "MIN_AREA": 500,
-            "STACK": str(tmp_path / "stack.tif"),
-            "PROBABILITY": str(tmp_path / "p.tif"),
-            "MASK": str(tmp_path / "m.tif"),
-            "POLYGONS": str(tmp_path / "slumps.gpkg"),
-        },
-    )
+def test_mapslumps_one_shot(provider, training_scene, mapslumps_parameters):
+    res = processing.run("rtsfusion:mapslumps", mapslumps_parameters)
     with rasterio.open(res["STACK"]) as ds:
         assert ds.count == 13  # exactly the model's bands
     assert QgsVectorLayer(res["POLYGONS"], "p").featureCount() == res["COUNT"]
     ev = processing.run(
         "rtsfusion:evaluate",
-        {"PREDICTION": res["POLYGONS"], "TRUTH": scene["SLUMPS"], "REFERENCE": res["STACK"], "OUTPUT": "memory:"},
+        {"PREDICTION": res["POLYGONS"], "TRUTH": training_scene.slumps, "REFERENCE": res["STACK"], "OUTPUT": "memory:"},
     )
     assert ev["OBJECT_F1_ANY_OVERLAP"] > 0.3  # a briefly trained tiny model; an empty map scores 0

@@ -2,12 +2,10 @@
 
 import os
 import sys
-import time
 
 import pytest
-from conftest import ensure_provider
+from conftest import ensure_provider, wait_for, wait_until_started
 from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsVectorLayer
-from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QColor
 from rts_fusion.core.features import PAPER
 from rts_fusion.plugin.chart import GROUP_COLOURS, Bar, BarChartWidget
@@ -18,15 +16,6 @@ from rts_fusion.plugin.dock_logic import (
     map_parameters,
     unmet_needs,
 )
-
-
-def wait_for(dock, timeout=600):
-    """Process Qt events until the dock's background task has finished."""
-    t0 = time.time()
-    while dock.task is not None or dock.last_success is None:
-        QCoreApplication.processEvents()
-        time.sleep(0.02)
-        assert time.time() - t0 < timeout, "the background task did not finish"
 
 
 # ----- pure logic ---------------------------------------------------------------------------------------------
@@ -133,26 +122,6 @@ def test_chart_renders_the_values_it_is_given(qgis_app):
 
 
 # ----- the dock ------------------------------------------------------------------------------------------------
-@pytest.fixture
-def scene_layers(sample_scene, qgis_iface):
-    project = QgsProject.instance()
-    layers = {
-        "optical": QgsRasterLayer(sample_scene.optical, "optical"),
-        "thermal": QgsRasterLayer(sample_scene.thermal, "thermal"),
-        "dem": QgsRasterLayer(sample_scene.dem, "dem"),
-        "series": QgsRasterLayer(sample_scene.temperature_series, "series"),
-        "slumps": QgsVectorLayer(sample_scene.slumps, "slumps", "ogr"),
-    }
-    for layer in layers.values():
-        assert layer.isValid()
-        project.addMapLayer(layer)
-    yield layers
-    project.removeAllMapLayers()
-    root = project.layerTreeRoot()
-    for group in root.findGroups():
-        root.removeChildNode(group)
-
-
 def make_dock(qgis_iface, layers, model):
     from rts_fusion.plugin.dock import RtsFusionDock
 
@@ -237,33 +206,15 @@ def test_dock_band_importance_fills_the_chart(provider, qgis_iface, training_sta
         QgsProject.instance().removeAllMapLayers()
 
 
-def test_dock_cancel_during_a_run_stops_it(provider, qgis_iface, tiny_model, tmp_path):
-    from rts_fusion.core.synthetic import generate_sample_scene
-
-    scene = generate_sample_scene(str(tmp_path / "big"), size=512, seed=3)
-    layers = {
-        "optical": QgsRasterLayer(scene.optical, "optical"),
-        "thermal": QgsRasterLayer(scene.thermal, "thermal"),
-        "dem": QgsRasterLayer(scene.dem, "dem"),
-        "series": QgsRasterLayer(scene.temperature_series, "series"),
-    }
-    QgsProject.instance().addMapLayers(list(layers.values()))
-    try:
-        dock = make_dock(qgis_iface, layers, tiny_model)
-        out = tmp_path / "out"
-        dock.output_folder.setFilePath(str(out))
-        dock.device.setCurrentIndex(1)
-        assert dock.run_mapping() is True
-        t0 = time.time()
-        while dock.progress.value() < 3 and dock.task is not None:  # wait until the run is under way
-            QCoreApplication.processEvents()
-            time.sleep(0.01)
-            assert time.time() - t0 < 120
-        assert dock.task is not None, "the run ended before it could be cancelled"
-        dock.cancel()
-        wait_for(dock)
-        assert dock.last_success is False and dock.status.text() == "Cancelled."
-        assert sorted(p.name for p in out.iterdir()) == []  # nothing left, not even the finished stack
-        dock.deleteLater()
-    finally:
-        QgsProject.instance().removeAllMapLayers()
+def test_dock_cancel_during_a_run_stops_it(provider, qgis_iface, big_scene_layers, tiny_model, tmp_path):
+    dock = make_dock(qgis_iface, big_scene_layers, tiny_model)
+    out = tmp_path / "out"
+    dock.output_folder.setFilePath(str(out))
+    dock.device.setCurrentIndex(1)
+    assert dock.run_mapping() is True
+    wait_until_started(dock)
+    dock.cancel()
+    wait_for(dock)
+    assert dock.last_success is False and dock.status.text() == "Cancelled."
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing left, not even the finished stack
+    dock.deleteLater()

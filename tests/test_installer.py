@@ -9,11 +9,11 @@ import sys
 import time
 
 import pytest
+from rts_fusion.core.synthetic import sample_inputs
 from rts_fusion.pipeline import worker
-from rts_fusion.pipeline.map_slumps import MapOptions, MapOutputs
+from rts_fusion.pipeline.map_slumps import MapInputs, MapOptions, MapOutputs
 from rts_fusion.plugin import dependencies as deps
 from test_models import card_for, tiny  # tests/ is on sys.path (pytest's prepend import mode)
-from test_pipeline import scene_inputs
 
 QGIS_PYTHON = "/usr/bin/python3"
 ENVIRONMENT = os.path.join(os.path.dirname(worker.__file__), "environment.py")
@@ -56,7 +56,7 @@ def untrained_package(folder) -> str:
     return path
 
 
-def test_installer_leaves_a_stack_that_detects_in_qgis_python(training_stack, tmp_path):
+def test_installer_leaves_a_stack_that_detects_in_qgis_python(sample_scene, tmp_path):
     target = tmp_path / "profile" / "rts_fusion" / "site-packages"
     numpy_version = subprocess.check_output(
         [QGIS_PYTHON, "-c", "import numpy; print(numpy.__version__)"], text=True, env=fresh_env()
@@ -85,7 +85,9 @@ def test_installer_leaves_a_stack_that_detects_in_qgis_python(training_stack, tm
         MapOutputs(*(str(tmp_path / n) for n in ("s.tif", "p.tif", "m.tif", "x.gpkg"))),
     )
     model = untrained_package(tmp_path)
-    worker.write_job(job, scene_inputs(training_stack), model, outputs, MapOptions(device="cpu", min_area_m2=500))
+    worker.write_job(
+        job, MapInputs(sample_inputs(sample_scene)), model, outputs, MapOptions(device="cpu", min_area_m2=500)
+    )
     env = {**fresh_env(), worker.DEPS_ENV: str(target)}
     run = subprocess.run(
         [QGIS_PYTHON, os.path.join(os.path.dirname(worker.__file__), "worker.py"), job],

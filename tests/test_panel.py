@@ -7,29 +7,13 @@ import sys
 import time
 
 import pytest
-from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from conftest import ensure_provider, wait_for, wait_until_started
+from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtCore import QCoreApplication, QPoint
 from qgis.PyQt.QtGui import QColor, QFontMetrics
 from qgis.PyQt.QtWidgets import QMainWindow, QTextEdit
 from rts_fusion.plugin.chart import GROUP_COLOURS, SIN45, Bar, BarChartWidget, nice_ticks
 from rts_fusion.plugin.layer_roles import guess_layer_roles
-
-
-def wait_for(dock, timeout=600):
-    t0 = time.time()
-    while dock.task is not None or dock.last_success is None:
-        QCoreApplication.processEvents()
-        time.sleep(0.02)
-        assert time.time() - t0 < timeout, "the background task did not finish"
-
-
-def wait_until_started(dock, timeout=120):
-    t0 = time.time()
-    while dock.progress.value() < 3 and dock.task is not None:
-        QCoreApplication.processEvents()
-        time.sleep(0.01)
-        assert time.time() - t0 < timeout
-    assert dock.task is not None, "the run ended before the test could act on it"
 
 
 # ----- pure logic -----------------------------------------------------------------------------------------------
@@ -83,23 +67,6 @@ def test_chart_has_a_legend_round_ticks_and_whole_labels(qgis_app):
 
 
 # ----- the dock -------------------------------------------------------------------------------------------------
-@pytest.fixture
-def project_layers(sample_scene, qgis_iface):
-    project = QgsProject.instance()
-    layers = {
-        "dem": QgsRasterLayer(sample_scene.dem, "dem"),
-        "optical": QgsRasterLayer(sample_scene.optical, "optical"),
-        "thermal": QgsRasterLayer(sample_scene.thermal, "thermal"),
-        "series": QgsRasterLayer(sample_scene.temperature_series, "temperature_series"),
-    }
-    project.addMapLayers(list(layers.values()))
-    yield layers
-    project.removeAllMapLayers()
-    root = project.layerTreeRoot()
-    for group in root.findGroups():
-        root.removeChildNode(group)
-
-
 def new_dock(qgis_iface, model=None):
     from rts_fusion.plugin.dock import RtsFusionDock
 
@@ -142,53 +109,43 @@ def test_dock_fits_a_laptop_screen_with_run_and_cancel_visible(qgis_iface):
     dock.deleteLater()
 
 
-def test_dock_picks_layers_by_name_and_never_maps_a_dem_as_optical(qgis_iface, project_layers):
+def test_dock_picks_layers_by_name_and_never_maps_a_dem_as_optical(qgis_iface, scene_layers):
     dock = new_dock(qgis_iface)
-    assert dock.optical.currentLayer() is project_layers["optical"]
-    assert dock.dem.currentLayer() is project_layers["dem"]
-    assert dock.thermal.currentLayer() is project_layers["thermal"]
-    assert dock.series.currentLayer() is project_layers["series"]
+    assert dock.optical.currentLayer() is scene_layers["optical"]
+    assert dock.dem.currentLayer() is scene_layers["dem"]
+    assert dock.thermal.currentLayer() is scene_layers["thermal"]
+    assert dock.series.currentLayer() is scene_layers["series"]
     assert dock.mapped_bands() == {"blue": 1, "green": 2, "red": 3, "nir": 4, "swir1": 5, "swir2": 6}
-    dock.optical.setLayer(project_layers["dem"])  # a user's slip: the DEM as the optical image
+    dock.optical.setLayer(scene_layers["dem"])  # a user's slip: the DEM as the optical image
     assert dock.mapped_bands() == {}
     dock.shutdown()
     dock.deleteLater()
 
 
 def test_cancel_says_cancelled_resets_progress_and_removes_the_temporary_folder(
-    provider, qgis_iface, tiny_model, tmp_path, monkeypatch
+    provider, qgis_iface, big_scene_layers, tiny_model, tmp_path, monkeypatch
 ):
-    from rts_fusion.core.synthetic import generate_sample_scene
-
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", None)  # pick up TMPDIR
-    scene = generate_sample_scene(str(tmp_path / "big"), size=512, seed=3)
-    project = QgsProject.instance()
-    layers = [QgsRasterLayer(p, n) for p, n in ((scene.optical, "optical"), (scene.thermal, "thermal"))]
-    layers += [QgsRasterLayer(scene.dem, "dem"), QgsRasterLayer(scene.temperature_series, "series")]
-    project.addMapLayers(layers)
-    try:
-        dock = new_dock(qgis_iface, tiny_model)
-        assert dock.output_folder.filePath() == ""  # a temporary folder
-        assert dock.run_mapping() is True
-        made = [p for p in (tmp_path / "tmp").iterdir() if p.name.startswith("rts_fusion_")]
-        assert len(made) == 1
-        wait_until_started(dock)
-        dock.cancel()
-        wait_for(dock)
-        assert dock.status.text() == "Cancelled." and dock.last_success is False
-        assert dock.progress.value() == 0 and dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
-        assert not made[0].exists()
-        dock.shutdown()
-        dock.deleteLater()
-    finally:
-        project.removeAllMapLayers()
+    dock = new_dock(qgis_iface, tiny_model)
+    assert dock.output_folder.filePath() == ""  # a temporary folder
+    assert dock.run_mapping() is True
+    made = [p for p in (tmp_path / "tmp").iterdir() if p.name.startswith("rts_fusion_")]
+    assert len(made) == 1
+    wait_until_started(dock)
+    dock.cancel()
+    wait_for(dock)
+    assert dock.status.text() == "Cancelled." and dock.last_success is False
+    assert dock.progress.value() == 0 and dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
+    assert not made[0].exists()
+    dock.shutdown()
+    dock.deleteLater()
 
 
-def test_rerun_into_the_same_folder_replaces_the_layers(provider, qgis_iface, project_layers, tiny_model, tmp_path):
+def test_rerun_into_the_same_folder_replaces_the_layers(provider, qgis_iface, scene_layers, tiny_model, tmp_path):
     dock = new_dock(qgis_iface, tiny_model)
     dock.output_folder.setFilePath(str(tmp_path))
     assert dock.in_worker.isChecked()  # the worker process is the default
@@ -200,13 +157,13 @@ def test_rerun_into_the_same_folder_replaces_the_layers(provider, qgis_iface, pr
     group = QgsProject.instance().layerTreeRoot().findGroup("RTS Fusion results")
     names = sorted(node.layer().name() for node in group.findLayers())
     assert names == ["Fused stack", "Slump mask", "Slump probability", "Thaw slumps"]
-    assert len(QgsProject.instance().mapLayers()) == len(project_layers) + 4
+    assert len(QgsProject.instance().mapLayers()) == len(scene_layers) + 4
     assert "replacing 4 layers of the earlier run" in dock.status.text()
     dock.shutdown()
     dock.deleteLater()
 
 
-def test_closing_the_panel_keeps_the_run_going(provider, qgis_iface, project_layers, tiny_model, tmp_path):
+def test_closing_the_panel_keeps_the_run_going(provider, qgis_iface, scene_layers, tiny_model, tmp_path):
     dock = new_dock(qgis_iface, tiny_model)
     dock.output_folder.setFilePath(str(tmp_path))
     dock.show()
@@ -219,20 +176,15 @@ def test_closing_the_panel_keeps_the_run_going(provider, qgis_iface, project_lay
     dock.deleteLater()
 
 
-def test_unloading_the_plugin_during_a_run_cancels_it_cleanly(qgis_iface, qgis_processing, tiny_model, tmp_path):
+def test_unloading_the_plugin_during_a_run_cancels_it_cleanly(
+    qgis_iface, qgis_processing, big_scene_layers, tiny_model, tmp_path
+):
     import rts_fusion
-    from rts_fusion.core.synthetic import generate_sample_scene
 
     registry = QgsApplication.processingRegistry()
     earlier = registry.providerById("rtsfusion")
     if earlier is not None:
         registry.removeProvider(earlier)
-    scene = generate_sample_scene(str(tmp_path / "big"), size=512, seed=3)
-    project = QgsProject.instance()
-    project.addMapLayers(
-        [QgsRasterLayer(scene.optical, "optical"), QgsRasterLayer(scene.thermal, "thermal")]
-        + [QgsRasterLayer(scene.dem, "dem"), QgsRasterLayer(scene.temperature_series, "series")]
-    )
     errors = []
     hook = sys.excepthook
     sys.excepthook = lambda *exc: errors.append(exc[1])
@@ -261,9 +213,6 @@ def test_unloading_the_plugin_during_a_run_cancels_it_cleanly(qgis_iface, qgis_p
         assert not (out / "thaw_slumps.gpkg").exists()
     finally:
         sys.excepthook = hook
-        project.removeAllMapLayers()
-        from conftest import ensure_provider
-
         ensure_provider()
 
 

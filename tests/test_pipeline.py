@@ -9,7 +9,7 @@ import rasterio
 from osgeo import ogr
 from rts_fusion.core.errors import OperationCanceled, RtsFusionError
 from rts_fusion.core.polygons import PolygonizeOptions, label_objects, read_detections
-from rts_fusion.core.stack import FusionInputs, OpticalBands
+from rts_fusion.core.synthetic import sample_inputs
 from rts_fusion.pipeline import worker
 from rts_fusion.pipeline.map_slumps import MapInputs, MapOptions, MapOutputs, map_slumps
 
@@ -21,28 +21,15 @@ def feature_count(path: str) -> int:
     return ds.GetLayer(0).GetFeatureCount()
 
 
-def scene_inputs(training_stack) -> MapInputs:
-    folder = os.path.dirname(training_stack[0])  # the sample scene the tiny model was trained on
-    return MapInputs(
-        FusionInputs(
-            os.path.join(folder, "optical.tif"),
-            os.path.join(folder, "thermal.tif"),
-            os.path.join(folder, "dem.tif"),
-            OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-            temperature_series=os.path.join(folder, "temperature_series.tif"),
-        )
-    )
-
-
 def outputs_in(folder, polygons="slumps.gpkg") -> MapOutputs:
     return MapOutputs(*(str(folder / n) for n in ("stack.tif", "prob.tif", "mask.tif", polygons)))
 
 
-def test_map_slumps_thresholds_once_and_polygonises_the_mask(training_stack, tiny_model, tmp_path):
+def test_map_slumps_thresholds_once_and_polygonises_the_mask(training_scene, tiny_model, tmp_path):
     outputs = outputs_in(tmp_path)
     seen = []
     result = map_slumps(
-        scene_inputs(training_stack),
+        MapInputs(sample_inputs(training_scene)),
         tiny_model,
         outputs,
         MapOptions(device="cpu", threshold=0.3, min_area_m2=500),
@@ -64,19 +51,21 @@ def test_map_slumps_thresholds_once_and_polygonises_the_mask(training_stack, tin
         assert 0.3 <= f["prob_max"] <= 1 and f["prob_mean"] <= f["prob_max"] and f["area_m2"] >= 500
 
 
-def test_map_slumps_converts_other_vector_formats(training_stack, tiny_model, tmp_path):
+def test_map_slumps_converts_other_vector_formats(training_scene, tiny_model, tmp_path):
     outputs = outputs_in(tmp_path, "slumps.geojson")
-    result = map_slumps(scene_inputs(training_stack), tiny_model, outputs, MapOptions(device="cpu", min_area_m2=500))
+    result = map_slumps(
+        MapInputs(sample_inputs(training_scene)), tiny_model, outputs, MapOptions(device="cpu", min_area_m2=500)
+    )
     assert feature_count(result.polygons) == result.count
     assert not (tmp_path / "slumps_tmp.gpkg").exists()
 
 
-def test_cancelled_map_slumps_leaves_nothing(training_stack, tiny_model, tmp_path):
+def test_cancelled_map_slumps_leaves_nothing(training_scene, tiny_model, tmp_path):
     outputs = outputs_in(tmp_path)
     progress = []
     with pytest.raises(OperationCanceled):
         map_slumps(
-            scene_inputs(training_stack),
+            MapInputs(sample_inputs(training_scene)),
             tiny_model,
             outputs,
             MapOptions(device="cpu"),
@@ -86,18 +75,18 @@ def test_cancelled_map_slumps_leaves_nothing(training_stack, tiny_model, tmp_pat
     assert not any(os.path.exists(p) for p in outputs.paths())
 
 
-def test_map_slumps_names_a_bad_model(training_stack, tmp_path):
+def test_map_slumps_names_a_bad_model(training_scene, tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a model")
     with pytest.raises(RtsFusionError, match="bad.safetensors"):
-        map_slumps(scene_inputs(training_stack), str(bad), outputs_in(tmp_path))
+        map_slumps(MapInputs(sample_inputs(training_scene)), str(bad), outputs_in(tmp_path))
     with pytest.raises(RtsFusionError, match="threshold"):
         MapOptions(threshold=1.5)
 
 
-def test_job_round_trip(training_stack, tmp_path):
+def test_job_round_trip(training_scene, tmp_path):
     path = str(tmp_path / "job.json")
-    inputs, options = scene_inputs(training_stack), MapOptions(device="cpu", threshold=0.4)
+    inputs, options = MapInputs(sample_inputs(training_scene)), MapOptions(device="cpu", threshold=0.4)
     worker.write_job(path, inputs, "m.safetensors", outputs_in(tmp_path), options)
     job = worker.read_job(path)
     assert job["inputs"] == inputs and job["options"] == options and job["package"] == "m.safetensors"
@@ -116,9 +105,11 @@ def start_worker(job: str) -> subprocess.Popen:
     )
 
 
-def test_worker_process_maps_and_reports(training_stack, tiny_model, tmp_path):
+def test_worker_process_maps_and_reports(training_scene, tiny_model, tmp_path):
     job, outputs = str(tmp_path / "job.json"), outputs_in(tmp_path)
-    worker.write_job(job, scene_inputs(training_stack), tiny_model, outputs, MapOptions(device="cpu", min_area_m2=500))
+    worker.write_job(
+        job, MapInputs(sample_inputs(training_scene)), tiny_model, outputs, MapOptions(device="cpu", min_area_m2=500)
+    )
     proc = start_worker(job)
     out, err = proc.communicate(timeout=300)
     messages = [json.loads(line) for line in out.splitlines()]
@@ -130,9 +121,9 @@ def test_worker_process_maps_and_reports(training_stack, tiny_model, tmp_path):
     assert any("thaw slumps mapped" in m.get("log", "") for m in messages)
 
 
-def test_worker_process_cancel_and_user_error(training_stack, tiny_model, tmp_path):
+def test_worker_process_cancel_and_user_error(training_scene, tiny_model, tmp_path):
     job, outputs = str(tmp_path / "job.json"), outputs_in(tmp_path)
-    worker.write_job(job, scene_inputs(training_stack), tiny_model, outputs, MapOptions(device="cpu"))
+    worker.write_job(job, MapInputs(sample_inputs(training_scene)), tiny_model, outputs, MapOptions(device="cpu"))
     proc = start_worker(job)
     for line in proc.stdout:  # cancel once it is working
         if json.loads(line).get("progress", 0) > 5:
@@ -145,7 +136,7 @@ def test_worker_process_cancel_and_user_error(training_stack, tiny_model, tmp_pa
     assert not any(os.path.exists(p) for p in outputs.paths())
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"garbage")
-    worker.write_job(job, scene_inputs(training_stack), str(bad), outputs, MapOptions(device="cpu"))
+    worker.write_job(job, MapInputs(sample_inputs(training_scene)), str(bad), outputs, MapOptions(device="cpu"))
     proc = start_worker(job)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == worker.USER_ERROR

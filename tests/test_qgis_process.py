@@ -253,19 +253,9 @@ def test_spatial_and_temporal_transfer_through_qgis_process(qgis_process, tmp_pa
 
 def test_shipped_train_detect_evaluate_model(qgis_process, training_stack, sample_scene, tmp_path):
     """The second modeller model: train on one scene's inventory → detect on another scene → evaluate."""
-    from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack
+    from rts_fusion.core.synthetic import fuse_sample_scene
 
-    test_stack = build_fused_stack(
-        FusionInputs(
-            sample_scene.optical,
-            sample_scene.thermal,
-            sample_scene.dem,
-            OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-            temperature_series=sample_scene.temperature_series,
-        ),
-        PAPER,
-        str(tmp_path / "test_stack.tif"),
-    ).path
+    test_stack = fuse_sample_scene(sample_scene, PAPER, str(tmp_path / "test_stack.tif"))
     package, html, outlines = tmp_path / "model.safetensors", tmp_path / "evaluation.html", tmp_path / "outlines.gpkg"
     res = qgis_process(
         "run",

@@ -13,8 +13,7 @@ torch = pytest.importorskip("torch")
 
 from rts_fusion.core.errors import RtsFusionError  # noqa: E402
 from rts_fusion.core.features import PAPER  # noqa: E402
-from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack  # noqa: E402
-from rts_fusion.core.synthetic import generate_sample_scene  # noqa: E402
+from rts_fusion.core.synthetic import fuse_sample_scene, generate_sample_scene  # noqa: E402
 from rts_fusion.models.study import (  # noqa: E402
     StudyRun,
     run_model_study,
@@ -31,19 +30,11 @@ QUICK = TrainConfig(
 )  # fmt: skip
 
 
-def fuse(scene, path):
-    inputs = FusionInputs(
-        scene.optical, scene.thermal, scene.dem, OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-        temperature_series=scene.temperature_series,
-    )  # fmt: skip
-    return build_fused_stack(inputs, PAPER, str(path)).path
-
-
 @pytest.fixture(scope="module")
 def region_scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("regions")
     scene = generate_sample_scene(str(folder), size=384, seed=16, regions=3)  # slumps in all three regions
-    return fuse(scene, folder / "stack.tif"), scene.slumps, str(folder / "regions.gpkg")
+    return fuse_sample_scene(scene, PAPER, str(folder / "stack.tif")), scene.slumps, str(folder / "regions.gpkg")
 
 
 def finite_scores(row):
@@ -120,7 +111,11 @@ def test_temporal_transfer_between_years(tmp_path):
     years = {}
     for year in (2019, 2024):
         scene = generate_sample_scene(str(tmp_path / str(year)), size=256, seed=4, year=year)
-        years[year] = (fuse(scene, tmp_path / f"stack_{year}.tif"), scene.slumps, scene.slump_fraction)
+        years[year] = (
+            fuse_sample_scene(scene, PAPER, str(tmp_path / f"stack_{year}.tif")),
+            scene.slumps,
+            scene.slump_fraction,
+        )
     assert years[2019][2] < years[2024][2]  # the slumps grew
     from dataclasses import replace
 
@@ -150,7 +145,7 @@ def chip_manifest(tmp_path_factory):
     chip, factors, rows = 64, ["DEM", "LST", "NDVI"], []
     for year in (2019, 2024):
         scene = generate_sample_scene(str(tmp_path / str(year)), size=384, seed=6, year=year)
-        data = load_scene(fuse(scene, tmp_path / f"stack_{year}.tif"), scene.slumps, PAPER)
+        data = load_scene(fuse_sample_scene(scene, PAPER, str(tmp_path / f"stack_{year}.tif")), scene.slumps, PAPER)
         for r in range(0, 384, chip):
             for c in range(0, 384, chip):
                 stem = f"r{r}_c{c}"  # a place: the same stem in both years, as in the study's manifests
