@@ -1,26 +1,30 @@
-"""The bad-input catalogue (issue 10 §5): the mistakes users make, each run through processing.run in its own process.
+"""The bad-input catalogue (issue 10 §5): the mistakes users make, each run through processing.run.
 
 Every case asserts its class of outcome: a clear error whose message names the problem (no traceback, no Python
 exception name), nothing left at the output paths and no temporary file beside them, every input's bytes
 unchanged, a file that was already at an output path untouched, or a sensible result where one is sensible.
-Cases run two at a time (tests/catalogue_runner.py in a subprocess with a timeout). Run alone with
+Cases run in two runner processes (tests/catalogue_runner.py: one QGIS start-up each, every case isolated from the
+ones before it, a timeout per case, a fresh process after a case that crashes or hangs). Run alone with
 `pytest -m catalogue`. The README's "Reliability" section lists the cases by class.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from catalogue_runner import RESULT_MARK
 
 pytestmark = pytest.mark.catalogue
 
@@ -700,7 +704,80 @@ class Run:
     out: Path
 
 
-def _run(case: Case, data: dict[str, str], root: Path) -> Run:
+class Runner:
+    """One catalogue_runner process (one QGIS start-up) that runs the cases sent to it, one at a time.
+
+    A case that kills the process ends as "crash" (with the end of its stderr), one that gives no answer within
+    TIMEOUT_S as "timeout" (the process is killed); the next case starts a fresh process.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.proc: subprocess.Popen | None = None
+        self.lines: queue.Queue = queue.Queue()
+        self.stderr_path = folder / "runner_stderr.txt"
+
+    def _start(self) -> None:
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+        self.stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in _stop
+        self.proc = subprocess.Popen(
+            [sys.executable, str(RUNNER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env=env,
+            cwd=str(self.folder),
+        )
+        self.lines = queue.Queue()
+
+        def read(stream, lines) -> None:
+            for line in stream:
+                lines.put(line)
+            lines.put(None)  # end of output: the process has gone
+
+        threading.Thread(target=read, args=(self.proc.stdout, self.lines), daemon=True).start()
+
+    def _stop(self) -> int | None:
+        code = None
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+            try:
+                code = self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait()
+            self.stderr.close()
+        self.proc = None
+        return code
+
+    def run(self, spec: dict) -> dict:
+        """Send one case; its result (with the input digests the runner took around it)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._stop()
+            self._start()
+        self.proc.stdin.write(json.dumps(spec) + "\n")
+        self.proc.stdin.flush()
+        while True:
+            try:
+                line = self.lines.get(timeout=TIMEOUT_S)
+            except queue.Empty:
+                self.proc.kill()
+                self._stop()
+                return {"status": "timeout", "message": f"no answer within {TIMEOUT_S} s"}
+            if line is None:
+                code = self._stop()
+                tail = self.stderr_path.read_text(errors="replace")[-2000:]
+                return {"status": "crash", "message": f"runner died ({code}): {tail}"}
+            if line.startswith(RESULT_MARK):
+                return json.loads(line[len(RESULT_MARK) :])
+
+    def close(self) -> None:
+        self._stop()
+
+
+def _run(case: Case, data: dict[str, str], root: Path, runner: Runner) -> Run:
     out = root / case.id
     out.mkdir(parents=True, exist_ok=True)
     params = {k: _resolve(v, data, out) for k, v in case.params.items() if v is not None}
@@ -709,30 +786,12 @@ def _run(case: Case, data: dict[str, str], root: Path) -> Run:
         path = params[key]
         Path(path).write_bytes(f"previous output of {case.id}: {key}\n".encode())
         existing[path] = _digest(path)
-    inputs = {p: _digest(p) for k, v in params.items() if k not in case.existing for p in _paths(v)}
-    spec, result_path = out / "spec.json", out / "result.json"
-    spec.write_text(json.dumps({"alg": case.alg, "params": params}))
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(RUNNER), str(spec), str(result_path)],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            env=env,
-            cwd=str(out),
-        )
-        result = (
-            json.loads(result_path.read_text())
-            if result_path.exists()
-            else {"status": "crash", "message": f"runner died ({proc.returncode}): {proc.stderr[-2000:]}"}
-        )
-    except subprocess.TimeoutExpired:
-        result = {"status": "timeout", "message": f"no answer within {TIMEOUT_S} s"}
-    for name in ("spec.json", "result.json"):
-        (out / name).unlink(missing_ok=True)
+    inputs = sorted({p for k, v in params.items() if k not in case.existing for p in _paths(v)})
+    before = {p: _digest(p) for p in inputs}
+    result = runner.run({"alg": case.alg, "params": params, "cwd": str(out), "inputs": inputs})
     after = {p: (_digest(p) if os.path.exists(p) else "deleted") for p in inputs}
-    return Run(params, result, inputs, after, existing, out)
+    # The runner's digests, taken just around the case, say whether this case (not the other runner's) changed one.
+    return Run(params, result, result.get("inputs_before", before), result.get("inputs_after", after), existing, out)
 
 
 @pytest.fixture(scope="session")
@@ -745,17 +804,39 @@ def catalogue_data(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def catalogue_runs(request, catalogue_data, tmp_path_factory) -> dict[str, Run]:
-    """Run every selected case, two at a time, each in its own process."""
+    """Run every selected case: WORKERS runner processes, each taking the next case when it is free."""
     selected = {
         item.callspec.params["case"].id
         for item in request.session.items
         if hasattr(item, "callspec") and "case" in item.callspec.params
     }
     root = tmp_path_factory.mktemp("catalogue_runs")
-    cases = [c for c in CASES if c.id in selected]
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        runs = pool.map(lambda c: (c.id, _run(c, catalogue_data, root)), cases)
-        return dict(runs)
+    todo: queue.Queue = queue.Queue()
+    for case in CASES:
+        if case.id in selected:
+            todo.put(case)
+    runs: dict[str, Run] = {}
+
+    def work(number: int) -> None:
+        folder = root.parent / f"{root.name}_runner{number}"  # beside the cases' folders, not in them
+        folder.mkdir(exist_ok=True)
+        runner = Runner(folder)
+        try:
+            while True:
+                try:
+                    case = todo.get_nowait()
+                except queue.Empty:
+                    return
+                runs[case.id] = _run(case, catalogue_data, root, runner)
+        finally:
+            runner.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return runs
 
 
 def _params(case: Case):
