@@ -183,16 +183,21 @@ def training_stack(training_scene):
 
 
 @pytest.fixture(scope="session")
-def tiny_model(training_stack, tmp_path_factory):
-    """A tiny FusionSA-SegFormer trained briefly on the training stack (paper bands): its package path."""
+def tiny_training(training_stack, tmp_path_factory):
+    """A tiny FusionSA-SegFormer trained briefly on the training stack (paper bands), once: its TrainResult."""
     import torch
     from rts_fusion.core.features import PAPER
     from rts_fusion.models.train import train_from_stack
 
     torch.set_num_threads(2)
-    cfg = tiny_train_config()
     out = str(tmp_path_factory.mktemp("tiny_model") / "tiny.safetensors")
-    return train_from_stack(*training_stack, out, cfg, bands=PAPER).package
+    return train_from_stack(*training_stack, out, tiny_train_config(), bands=PAPER)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_training):
+    """The package path of the tiny trained model (tiny_training)."""
+    return tiny_training.package
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ def test_alignfuse_output_is_loaded_into_the_project(scene_run, tmp_path):
     assert any(isinstance(lyr, QgsRasterLayer) and lyr.bandCount() == 3 for lyr in layers)
 
 
-def test_train_algorithm_writes_package_and_report(provider, training_stack, tmp_path):
+def test_train_algorithm_writes_package_and_report(provider, training_stack, tmp_path, stub_fit):
     stack, slumps = training_stack
     out = str(tmp_path / "model.safetensors")
     report = str(tmp_path / "report.html")
@@ -150,6 +150,7 @@ def test_train_algorithm_writes_package_and_report(provider, training_stack, tmp
     from rts_fusion.models.package import read_card
 
     card = read_card(result["OUTPUT"])
+    assert len(stub_fit) == 1 and stub_fit[0].epochs == 3 and stub_fit[0].chips_per_epoch == 32  # the parameters
     assert card.bands == PAPER and card.config.architecture == "fusion_sa_segformer" and card.config.encoder == "tiny"
     assert 1 <= result["BEST_EPOCH"] <= 3 and 0 <= result["VAL_F1"] <= 1
     html = open(report).read()

@@ -135,6 +135,7 @@ def make_dock(qgis_iface, layers, model):
     return dock
 
 
+@pytest.mark.end_to_end
 def test_dock_lists_rasters_shows_the_card_and_maps_slumps(provider, qgis_iface, scene_layers, tiny_model, tmp_path):
     dock = make_dock(qgis_iface, scene_layers, tiny_model)
     listed = [dock.optical.layer(i) for i in range(dock.optical.count())]
@@ -163,6 +164,7 @@ def test_dock_lists_rasters_shows_the_card_and_maps_slumps(provider, qgis_iface,
     dock.deleteLater()
 
 
+@pytest.mark.end_to_end
 def test_dock_cancel_leaves_no_results(provider, qgis_iface, scene_layers, tiny_model, tmp_path):
     dock = make_dock(qgis_iface, scene_layers, tiny_model)
     dock.output_folder.setFilePath(str(tmp_path))
@@ -176,6 +178,7 @@ def test_dock_cancel_leaves_no_results(provider, qgis_iface, scene_layers, tiny_
     dock.deleteLater()
 
 
+@pytest.mark.end_to_end
 def test_dock_band_importance_fills_the_chart(provider, qgis_iface, training_stack, tiny_model, tmp_path):
     from rts_fusion.plugin.dock import RtsFusionDock
 
@@ -206,6 +209,7 @@ def test_dock_band_importance_fills_the_chart(provider, qgis_iface, training_sta
         QgsProject.instance().removeAllMapLayers()
 
 
+@pytest.mark.end_to_end
 def test_dock_cancel_during_a_run_stops_it(provider, qgis_iface, big_scene_layers, tiny_model, tmp_path):
     dock = make_dock(qgis_iface, big_scene_layers, tiny_model)
     out = tmp_path / "out"

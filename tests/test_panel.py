@@ -122,6 +122,7 @@ def test_dock_picks_layers_by_name_and_never_maps_a_dem_as_optical(qgis_iface, s
     dock.deleteLater()
 
 
+@pytest.mark.end_to_end
 def test_cancel_says_cancelled_resets_progress_and_removes_the_temporary_folder(
     provider, qgis_iface, big_scene_layers, tiny_model, tmp_path, monkeypatch
 ):
@@ -145,6 +146,7 @@ def test_cancel_says_cancelled_resets_progress_and_removes_the_temporary_folder(
     dock.deleteLater()
 
 
+@pytest.mark.end_to_end
 def test_rerun_into_the_same_folder_replaces_the_layers(provider, qgis_iface, scene_layers, tiny_model, tmp_path):
     dock = new_dock(qgis_iface, tiny_model)
     dock.output_folder.setFilePath(str(tmp_path))
@@ -163,6 +165,7 @@ def test_rerun_into_the_same_folder_replaces_the_layers(provider, qgis_iface, sc
     dock.deleteLater()
 
 
+@pytest.mark.end_to_end
 def test_closing_the_panel_keeps_the_run_going(provider, qgis_iface, scene_layers, tiny_model, tmp_path):
     dock = new_dock(qgis_iface, tiny_model)
     dock.output_folder.setFilePath(str(tmp_path))
@@ -176,6 +179,7 @@ def test_closing_the_panel_keeps_the_run_going(provider, qgis_iface, scene_layer
     dock.deleteLater()
 
 
+@pytest.mark.end_to_end
 def test_unloading_the_plugin_during_a_run_cancels_it_cleanly(
     qgis_iface, qgis_processing, big_scene_layers, tiny_model, tmp_path
 ):

@@ -25,6 +25,7 @@ def outputs_in(folder, polygons="slumps.gpkg") -> MapOutputs:
     return MapOutputs(*(str(folder / n) for n in ("stack.tif", "prob.tif", "mask.tif", polygons)))
 
 
+@pytest.mark.end_to_end
 def test_map_slumps_thresholds_once_and_polygonises_the_mask(training_scene, tiny_model, tmp_path):
     outputs = outputs_in(tmp_path)
     seen = []
@@ -51,6 +52,7 @@ def test_map_slumps_thresholds_once_and_polygonises_the_mask(training_scene, tin
         assert 0.3 <= f["prob_max"] <= 1 and f["prob_mean"] <= f["prob_max"] and f["area_m2"] >= 500
 
 
+@pytest.mark.end_to_end
 def test_map_slumps_converts_other_vector_formats(training_scene, tiny_model, tmp_path):
     outputs = outputs_in(tmp_path, "slumps.geojson")
     result = map_slumps(
@@ -60,6 +62,7 @@ def test_map_slumps_converts_other_vector_formats(training_scene, tiny_model, tm
     assert not (tmp_path / "slumps_tmp.gpkg").exists()
 
 
+@pytest.mark.end_to_end
 def test_cancelled_map_slumps_leaves_nothing(training_scene, tiny_model, tmp_path):
     outputs = outputs_in(tmp_path)
     progress = []
@@ -105,6 +108,7 @@ def start_worker(job: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.end_to_end
 def test_worker_process_maps_and_reports(training_scene, tiny_model, tmp_path):
     job, outputs = str(tmp_path / "job.json"), outputs_in(tmp_path)
     worker.write_job(
@@ -121,6 +125,7 @@ def test_worker_process_maps_and_reports(training_scene, tiny_model, tmp_path):
     assert any("thaw slumps mapped" in m.get("log", "") for m in messages)
 
 
+@pytest.mark.end_to_end
 def test_worker_process_cancel_and_user_error(training_scene, tiny_model, tmp_path):
     job, outputs = str(tmp_path / "job.json"), outputs_in(tmp_path)
     worker.write_job(job, MapInputs(sample_inputs(training_scene)), tiny_model, outputs, MapOptions(device="cpu"))

@@ -107,6 +107,7 @@ def test_spatial_transfer_leaves_each_region_out(region_scene, tmp_path, stub_fi
     assert all(0 <= r["object_f1_chips"] <= 1 for r in res.rows)  # the study's object count, per held-out region
 
 
+@pytest.mark.learning
 def test_temporal_transfer_between_years(tmp_path):
     years = {}
     for year in (2019, 2024):

@@ -128,6 +128,7 @@ def test_study_preset_and_its_learning_rate_curve():
     assert {d[0] for d in STUDY_DIFFERENCES} >= {"epochs", "best epoch", "Dice loss", "input scaling"}
 
 
+@pytest.mark.learning
 def test_training_with_the_study_preset(training_stack, tmp_path):
     cfg = study_preset(
         encoder="tiny", decoder_dim=32, tile_size=64, epochs=2, batch_size=4, chips_per_epoch=8, device="cpu"

@@ -15,6 +15,7 @@ def run_sync(task: MapSlumpsWorkerTask) -> tuple[bool, dict]:
     return done[0]
 
 
+@pytest.mark.end_to_end
 def test_worker_task_maps_like_the_algorithm(provider, mapslumps_parameters):
     params = mapslumps_parameters
     task = MapSlumpsWorkerTask(params, python=sys.executable)
@@ -28,6 +29,7 @@ def test_worker_task_maps_like_the_algorithm(provider, mapslumps_parameters):
     assert progress[-1] == 100.0 and any("thaw slumps mapped" in m for m in messages)
 
 
+@pytest.mark.end_to_end
 def test_worker_task_cancel_and_crash_leave_nothing(provider, mapslumps_parameters):
     params = mapslumps_parameters
     feedback = QgsProcessingFeedback()  # cancelled like a Processing run: the panel's drop-in use
