@@ -12,7 +12,7 @@ import rasterio
 import torch
 from rts_fusion.core.errors import RtsFusionError
 from rts_fusion.core.features import PAPER
-from rts_fusion.core.stack import FusionInputs, OpticalBands
+from rts_fusion.core.synthetic import sample_inputs
 from rts_fusion.models.card import ModelCard, Normalization
 from rts_fusion.models.config import ModelConfig
 from rts_fusion.models.inference import InferenceOptions, predict_stack
@@ -178,8 +178,7 @@ def test_mapping_with_onnx_needs_no_torch(exported, sample_scene, tmp_path):
     assert found["torch"] is False and found["device"] == "cpu (ONNX Runtime)" and found["valid"] > 0
     assert {"detect", "mapslumps", "exportonnx", "train"} <= set(found["algorithms"])
     # The same run with the package in PyTorch gives the same probabilities.
-    bands = OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2")
-    inputs = MapInputs(FusionInputs(*sources, bands, temperature_series=sample_scene.temperature_series))
+    inputs = MapInputs(sample_inputs(sample_scene))
     outputs = MapOutputs(*(str(tmp_path / f"torch_{n}") for n in ("stack.tif", "prob.tif", "mask.tif", "s.gpkg")))
     reference = map_slumps(inputs, package, outputs, MapOptions(device="cpu", min_area_m2=100))
     with rasterio.open(job["outputs"][1]) as a, rasterio.open(reference.probability) as b:
