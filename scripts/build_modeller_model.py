@@ -123,9 +123,9 @@ def build_map_model(path: Path) -> None:
         "Map thaw slumps (align, detect, polygonise)",
         "mapthawslumps",
         "Aligns the optical image with the optional thermal layer, DEM and temperature series into a fused stack, "
-        "detects thaw slumps with a model package and turns the probability into polygons. Choose a feature "
-        "preset that contains the model's bands (the model card lists them); leave thermal, DEM or series "
-        "empty when the preset does not need them. Edit a copy to change any step's settings.",
+        "detects thaw slumps with a model package (or a model exported to .onnx) and turns the probability into "
+        "polygons. Choose a feature preset that contains the model's bands (the model card lists them); leave "
+        "thermal, DEM or series empty when the preset does not need them. Edit a copy to change any step's settings.",
     )
     for name, desc, optional in (
         ("optical", "Optical image", False),
@@ -134,7 +134,9 @@ def build_map_model(path: Path) -> None:
         ("series", "Temperature series (for FTI)", True),
     ):
         b.input(QgsProcessingParameterRasterLayer(name, desc, optional=optional))
-    b.input(QgsProcessingParameterFile("model", "Model package", extension="safetensors"))
+    from rts_fusion.processing_provider.params import MODEL_FILTER
+
+    b.input(QgsProcessingParameterFile("model", "Model (package or exported .onnx)", fileFilter=MODEL_FILTER))
     b.input(_enum_like("rtsfusion:alignfuse", "SENSOR", "sensor", "Optical sensor"))
     preset = _enum_like("rtsfusion:alignfuse", "PRESET", "preset", "Feature preset (must contain the model's bands)")
     names = preset.options()
