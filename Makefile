@@ -30,7 +30,9 @@ bench: setup
 	$(PY) bench/bench_align.py
 	$(PY) bench/bench_stack_memory.py
 	$(PY) bench/bench_detect.py
+	$(PY) bench/bench_onnx.py
 
 bench-models: setup
 	$(PY) bench/model_study.py
 	$(PY) bench/compare_models.py
+	$(PY) bench/light_fusionsa.py

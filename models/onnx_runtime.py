@@ -50,18 +50,19 @@ def _ort():
     return onnxruntime
 
 
-def _metadata(path: str) -> dict[str, str]:
-    """The file's metadata_props, read by onnxruntime (no onnx package needed); errors name the file."""
+def _session(path: str, providers: list[str]) -> Any:
+    """An ONNX Runtime session on every core this process may use; a missing or corrupt file names the file."""
     if not os.path.isfile(path):
         raise RtsFusionError(f"The model file '{path}' does not exist.")
     ort = _ort()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the reason goes into our message, not onto stderr
+    # Its default is the machine's physical cores, which can exceed what a container lets this process use.
+    options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
     try:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # the reason goes into our message, not onto stderr
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own types for truncated or non-ONNX files
         raise RtsFusionError(f"'{path}' is not a readable ONNX model: {exc}") from exc
-    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 def card_from_metadata(path: str, meta: dict[str, str]) -> ModelCard:
@@ -90,7 +91,8 @@ def read_onnx_card(path: str) -> ModelCard:
         RtsFusionError: missing, unreadable or corrupt file; no card or an invalid one.
 
     """
-    return card_from_metadata(path, _metadata(path))
+    session = _session(path, ["CPUExecutionProvider"])
+    return card_from_metadata(path, dict(session.get_modelmeta().custom_metadata_map))
 
 
 def choose_providers(device: str, available: list[str]) -> tuple[list[str], str]:
@@ -136,12 +138,8 @@ class OnnxModel:
             RtsFusionError: the device cannot be used, or the file cannot be loaded.
 
         """
-        ort = _ort()
-        providers, name = choose_providers(device, list(ort.get_available_providers()))
-        try:
-            session = ort.InferenceSession(self.path, providers=providers)
-        except Exception as exc:
-            raise RtsFusionError(f"ONNX Runtime cannot load '{self.path}' on {name}: {exc}") from exc
+        providers, name = choose_providers(device, list(_ort().get_available_providers()))
+        session = _session(self.path, providers)
         used = session.get_providers()
         if used and used[0] != providers[0]:
             (log or (lambda _m: None))(f"Warning: {providers[0]} could not start; ONNX Runtime runs on {used[0]}.")
@@ -156,9 +154,8 @@ def load_onnx(path: str) -> OnnxModel:
         RtsFusionError: unreadable/corrupt file, no card, an invalid card, or inputs that do not match the card.
 
     """
-    card = read_onnx_card(path)
-    ort = _ort()
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    session = _session(path, ["CPUExecutionProvider"])
+    card = card_from_metadata(path, dict(session.get_modelmeta().custom_metadata_map))
     inputs = session.get_inputs()
     channels = inputs[0].shape[1] if inputs and len(inputs[0].shape) == 4 else None
     if len(inputs) != 1 or channels != len(card.bands):

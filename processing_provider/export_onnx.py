@@ -30,8 +30,8 @@ class ExportOnnxAlgorithm(RtsAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
         return (
             "Writes a model package (.safetensors) as an ONNX model (.onnx) that 'Detect thaw slumps', 'Map thaw "
-            "slumps' and the panel run with ONNX Runtime, without PyTorch (a runtime of tens of MB instead of "
-            "hundreds): same bands, tiles, blending, nodata handling, normalisation and outputs.<br><br>"
+            "slumps' and the panel run with ONNX Runtime, without PyTorch (a runtime of about 70 MB instead of "
+            "PyTorch's ~1 GB): same bands, tiles, blending, nodata handling, normalisation and outputs.<br><br>"
             "<b>Model package</b>: a .safetensors file from 'Train RTS model' or 'Import the authors' checkpoint'. "
             "Exporting needs PyTorch and the onnx package; only mapping with the result is PyTorch-free.<br>"
             "<b>ONNX model</b>: the file written. Its graph takes normalised tiles (batch, bands, height, width; "

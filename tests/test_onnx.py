@@ -186,7 +186,7 @@ def test_mapping_with_onnx_needs_no_torch(exported, sample_scene, tmp_path):
     assert found["count"] == reference.count
 
 
-def test_light_fusionsa_fuses_at_a_quarter_and_returns_full_size_logits():
+def test_light_fusionsa_fuses_at_a_quarter_and_returns_full_size_logits(tmp_path):
     torch.manual_seed(0)
     light = build_model(ModelConfig("fusion_sa_segformer_light", 13, encoder="tiny", decoder_dim=16)).eval()
     study = build_model(ModelConfig("fusion_sa_segformer", 13, encoder="tiny", decoder_dim=16)).eval()
@@ -198,3 +198,18 @@ def test_light_fusionsa_fuses_at_a_quarter_and_returns_full_size_logits():
     with torch.inference_mode():
         assert tuple(light(x).shape) == tuple(study(x).shape) == (2, 1, 64, 96)
     assert tuple(seen["light"][-2:]) == (16, 24) and tuple(seen["study"][-2:]) == (64, 96)
+    # Exported at one tile size, the graph gives PyTorch's probabilities at another (no size frozen by tracing).
+    from rts_fusion.models.onnx_export import WithSigmoid
+
+    net = WithSigmoid(light).eval()
+    path = str(tmp_path / "light.onnx")
+    dynamic = {n: {0: "batch", 2: "height", 3: "width"} for n in ("input", "probability")}
+    torch.onnx.export(
+        net, (x,), path, input_names=["input"], output_names=["probability"], dynamic_axes=dynamic, dynamo=False
+    )
+    import onnxruntime as ort
+
+    y = torch.randn(1, 13, 128, 64)
+    got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": y.numpy()})[0]
+    with torch.inference_mode():
+        assert np.abs(got - net(y).numpy()).max() <= 1e-4
