@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -124,10 +124,19 @@ def choose_providers(device: str, available: list[str]) -> tuple[list[str], str]
 
 @dataclass(frozen=True)
 class OnnxModel:
-    """An exported model ready for ONNX Runtime: its file and card (sessions are made per device)."""
+    """An exported model ready for ONNX Runtime: its file and card.
+
+    Sessions are made once per set of execution providers and reused (a LoadedModel mapping many units pays the
+    graph optimisation once).
+    """
 
     path: str
     card: ModelCard
+    sessions: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __reduce__(self):
+        """Pickled without its sessions (they cannot be), e.g. to send to a worker process: made again there."""
+        return (OnnxModel, (self.path, self.card))
 
     def predictor(
         self, device: str = "auto", tta: bool = False, log: Callable[[str], None] | None = None
@@ -139,7 +148,10 @@ class OnnxModel:
 
         """
         providers, name = choose_providers(device, list(_ort().get_available_providers()))
-        session = _session(self.path, providers)
+        key = tuple(providers)
+        if key not in self.sessions:
+            self.sessions[key] = _session(self.path, providers)
+        session = self.sessions[key]
         used = session.get_providers()
         if used and used[0] != providers[0]:
             (log or (lambda _m: None))(f"Warning: {providers[0]} could not start; ONNX Runtime runs on {used[0]}.")
@@ -154,7 +166,8 @@ def load_onnx(path: str) -> OnnxModel:
         RtsFusionError: unreadable/corrupt file, no card, an invalid card, or inputs that do not match the card.
 
     """
-    session = _session(path, ["CPUExecutionProvider"])
+    cpu = ["CPUExecutionProvider"]
+    session = _session(path, cpu)
     card = card_from_metadata(path, dict(session.get_modelmeta().custom_metadata_map))
     inputs = session.get_inputs()
     channels = inputs[0].shape[1] if inputs and len(inputs[0].shape) == 4 else None
@@ -163,7 +176,7 @@ def load_onnx(path: str) -> OnnxModel:
             f"'{path}' does not take the {len(card.bands)} bands its card lists (inputs: "
             f"{', '.join(f'{i.name} {i.shape}' for i in inputs)}); export it again."
         )
-    return OnnxModel(path, card)
+    return OnnxModel(path, card, {tuple(cpu): session})
 
 
 class OrtPredictor:

@@ -213,3 +213,14 @@ def test_light_fusionsa_fuses_at_a_quarter_and_returns_full_size_logits(tmp_path
     got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": y.numpy()})[0]
     with torch.inference_mode():
         assert np.abs(got - net(y).numpy()).max() <= 1e-4
+
+
+def test_onnx_model_reuses_its_session_and_pickles_without_it(exported):
+    import pickle
+
+    model = load_model(exported[1].path).model
+    first, _ = model.predictor("cpu")
+    again, _ = model.predictor("cpu")
+    assert first.session is again.session
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy == model and copy.sessions == {} and copy.predictor("cpu")[1] == "cpu (ONNX Runtime)"
