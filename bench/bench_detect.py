@@ -69,7 +69,7 @@ def make_stack(path: str, size: int, bands: tuple[str, ...]) -> None:
                 dst.write(data.astype(np.float32), i + 1, window=Window(0, r0, size, n))
 
 
-def make_model(encoder: str, tile: int, overlap: int):
+def make_model(encoder: str, tile: int, overlap: int, decoder_dim: int = 64):
     """An untrained FusionSA-SegFormer with its card (paper bands, identity normalisation)."""
     import_plugin()
     import torch
@@ -79,7 +79,7 @@ def make_model(encoder: str, tile: int, overlap: int):
     from rts_fusion.models.registry import build_model
 
     torch.manual_seed(0)
-    cfg = ModelConfig("fusion_sa_segformer", len(PAPER), encoder=encoder, decoder_dim=64)
+    cfg = ModelConfig("fusion_sa_segformer", len(PAPER), encoder=encoder, decoder_dim=decoder_dim)
     card = ModelCard(
         cfg,
         PAPER,

@@ -29,7 +29,7 @@ from importlib import metadata
 
 import numpy as np
 from _common import RESULTS, import_plugin, save
-from bench_detect import make_stack
+from bench_detect import make_model, make_stack
 
 SKIP = {"numpy"}  # QGIS's own build, never installed by the plugin
 
@@ -125,9 +125,7 @@ def detection(size: int, tile: int, batch: int, repeats: int, folder: str) -> di
     import_plugin()
     import rasterio
     import torch
-    from rts_fusion.core.features import FEATURES, PAPER
-    from rts_fusion.models.card import ModelCard, Normalization
-    from rts_fusion.models.config import ModelConfig
+    from rts_fusion.core.features import PAPER
     from rts_fusion.models.inference import InferenceOptions, predict_stack
     from rts_fusion.models.onnx_export import export_onnx
     from rts_fusion.models.package import save_package
@@ -135,21 +133,9 @@ def detection(size: int, tile: int, batch: int, repeats: int, folder: str) -> di
 
     stack = os.path.join(folder, "stack.tif")
     make_stack(stack, size, PAPER)
-    torch.manual_seed(0)
-    cfg = ModelConfig("fusion_sa_segformer", len(PAPER), encoder="b0", decoder_dim=256)
-    card = ModelCard(
-        cfg,
-        PAPER,
-        tuple(FEATURES[b].group for b in PAPER),
-        Normalization(mean=(0.0,) * len(PAPER), std=(1.0,) * len(PAPER)),
-        10.0,
-        tile_size=tile,
-        overlap=tile // 4,
-    )
-    from rts_fusion.models.registry import build_model
-
+    model, card = make_model("b0", tile, tile // 4, decoder_dim=256)  # as the study builds it
     package = os.path.join(folder, "model.safetensors")
-    save_package(package, build_model(cfg).eval(), card)
+    save_package(package, model, card)
     t0 = time.perf_counter()
     exported = export_onnx(package, os.path.join(folder, "model.onnx"))
     export_s = time.perf_counter() - t0

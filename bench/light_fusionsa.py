@@ -24,9 +24,10 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, ROOT, import_plugin, save
+from _common import RESULTS, ROOT, import_plugin, sample_stack, save
 
 MODELS = ("fusion_sa_segformer", "fusion_sa_segformer_light")
 PEEL = ROOT.parent / "shared" / "data" / "peel_labelling_experiment"
@@ -94,23 +95,14 @@ def _train(stack: str, labels: str, out: str, cfg, bands=None) -> tuple:
 def synthetic_f1(cfg, seeds: list[int], folder: str) -> list[dict]:
     """Test F1 (pooled, held-out blocks) of both models on the 384 px sample scene, per seed."""
     from rts_fusion.core.features import PAPER
-    from rts_fusion.core.stack import FusionInputs, OpticalBands, build_fused_stack
-    from rts_fusion.core.synthetic import generate_sample_scene
 
-    scene = generate_sample_scene(os.path.join(folder, "scene"), size=384, seed=42)
-    inputs = FusionInputs(
-        scene.optical,
-        scene.thermal,
-        scene.dem,
-        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-        temperature_series=scene.temperature_series,
-    )
-    stack = build_fused_stack(inputs, PAPER, os.path.join(folder, "synthetic_stack.tif")).path
+    scene, stack = sample_stack(Path(folder), 384)  # the extended preset holds the paper bands, used by name
     rows = []
     for seed in seeds:
         for name in MODELS:
             run = replace(cfg, architecture=name, seed=seed)
-            _, card, seconds = _train(stack, scene.slumps, os.path.join(folder, f"syn_{name}_{seed}.safetensors"), run)
+            out = os.path.join(folder, f"syn_{name}_{seed}.safetensors")
+            _, card, seconds = _train(stack, scene.slumps, out, run, bands=PAPER)
             rows.append(
                 {
                     "data": "synthetic (384 px, paper bands)",
