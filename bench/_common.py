@@ -46,11 +46,16 @@ def save(name: str, payload: dict) -> Path:
     return path
 
 
-def sample_stack(folder: Path, size: int, seed: int = 42):
-    """A sample scene of `size` px fused with the extended preset: (scene, stack path)."""
+def sample_stack(folder: Path, size: int, seed: int = 42, regions: int = 0):
+    """A sample scene of `size` px (with `regions` strips, see generate_sample_scene) fused with the extended preset.
+
+    Returns:
+        (scene, stack path).
+
+    """
     import_plugin()
     from rts_fusion.core.features import EXTENDED
     from rts_fusion.core.synthetic import fuse_sample_scene, generate_sample_scene
 
-    scene = generate_sample_scene(str(folder / "scene"), size=size, seed=seed)
+    scene = generate_sample_scene(str(folder / "scene"), size=size, seed=seed, regions=regions)
     return scene, fuse_sample_scene(scene, EXTENDED, str(folder / "stack.tif"))

@@ -3,17 +3,25 @@
 The twelve architectures are trained on RGB (the study's baselines), FusionSA-SegFormer on the paper preset
 (13 channels), all with the same split, budget and seeds (tiny encoders on CPU; `--size-class standard` for
 the study's encoder sizes on a GPU). Scores are on the held-out test blocks, pooled and averaged per chip, with
-a 95 % bootstrap interval of the pooled F1 over test chips and seeds (core.metrics.bootstrap_f1), and the
-number of test chips, so a ranking decided by a few chips shows as overlapping intervals. Every figure is from
-a synthetic scene, not the study's data.
+a 95 % bootstrap interval of the pooled F1 over test chips and seeds (core.metrics.bootstrap_f1), the number of
+test chips (and of those holding a slump), and how stable the ranking is: a paired bootstrap over the same seeds
+and chips for every model (core.metrics.bootstrap_ranks) gives each model's chance of ranking first and its 95 %
+rank range, so a ranking decided by a few chips shows. Every figure is from a synthetic scene, not the study's
+data; results go to bench/results/<name>.json, .md and .html.
 
     .venv/bin/python bench/model_study.py [--size 768] [--seeds 0 1 2] [--epochs 20] [--size-class tiny]
+
+A run of about 8 minutes on a shared 2-core machine (five models, two seeds, 77 test chips):
+
+    .venv/bin/python bench/model_study.py --size 1024 --seeds 0 1 --epochs 6 --chips-per-epoch 64 \
+        --architectures cnn3 unet_resnet34 segformer sa_segformer --name model_study_quick
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 from _common import import_plugin, sample_stack, save
@@ -40,6 +48,7 @@ def main() -> None:
     from rts_fusion.models.study import StudyRun, run_model_study, study_report
     from rts_fusion.models.train import TrainConfig
 
+    t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="model_study_"))
     scene, stack = sample_stack(tmp, args.size)
     chosen = args.architectures or STUDY_TWELVE
@@ -67,23 +76,27 @@ def main() -> None:
     result = run_model_study(runs, base, args.seeds, str(tmp / "runs"), stack, scene.slumps, log=print)
     add_intervals(result.summary, runs, args.seeds, tmp / "runs")
     print(f"\nSYNTHETIC SCENE ({args.size} px) — not the study's data")
+    seconds = time.perf_counter() - t0
     print(f"{'rank':<5}{'model':<52}{'params':>11}{'F1':>14}{'F1 95% CI':>16}{'chips':>6}{'IoU':>8}{'OA':>7}"
-          f"{'F1/chip':>9}{'F1 study':>9}{'s/run':>7}")  # fmt: skip
+          f"{'F1/chip':>9}{'F1 study':>9}{'P(best)':>8}{'s/run':>7}")  # fmt: skip
     for s in result.summary:
         print(
             f"{s['rank']:<5}{s['model']:<52}{s['params']:>11,}{s['f1']:>8.3f}±{s['f1_std']:.3f}"
             f"   [{s['f1_ci95'][0]:.3f}, {s['f1_ci95'][1]:.3f}]{s['test_chips']:>6}{s['iou']:>8.3f}"
-            f"{s['overall_accuracy']:>7.3f}{s['f1_per_chip']:>9.3f}{s['f1_study']:>9.3f}{s['train_seconds']:>7.0f}"
+            f"{s['overall_accuracy']:>7.3f}{s['f1_per_chip']:>9.3f}{s['f1_study']:>9.3f}{s['p_best']:>8.2f}"
+            f"{s['train_seconds']:>7.0f}"
         )
     report = Path(__file__).resolve().parent / "results" / f"{args.name}.html"
     study_report(str(report), result, {"size": args.size, "seeds": args.seeds, **vars(args)})
-    path = save(args.name, {"data": "synthetic scene", **vars(args), "summary": result.summary, "rows": result.rows})
-    print(f"saved {path} and {report}")
+    path = save(args.name, {"data": "synthetic scene", **vars(args), "summary": result.summary, "rows": result.rows,
+                            "seconds": round(seconds)})  # fmt: skip
+    write_markdown(path.with_suffix(".md"), result.summary, args, seconds)
+    print(f"saved {path}, {path.with_suffix('.md')} and {report} ({seconds / 60:.1f} min)")
 
 
 def add_intervals(summary: list[dict], runs: list, seeds: list[int], folder: Path) -> None:
-    """Per model: the 95 % bootstrap interval of the pooled test F1 over chips and seeds, and the chip count."""
-    from rts_fusion.core.metrics import Confusion, bootstrap_f1
+    """Per model: the 95 % bootstrap interval of the pooled test F1, the chip counts and the rank stability."""
+    from rts_fusion.core.metrics import Confusion, bootstrap_f1, bootstrap_ranks
     from rts_fusion.models.package import read_card
 
     k = 0
@@ -95,10 +108,51 @@ def add_intervals(summary: list[dict], runs: list, seeds: list[int], folder: Pat
             if path.exists():
                 chips = read_card(str(path)).metrics.test_chips
                 groups.setdefault(run.label, []).append([Confusion(*c) for c in chips])
+    complete = {m: g for m, g in groups.items() if len(g) == len(seeds)}
+    ranks = bootstrap_ranks(complete) if len(complete) > 1 else {}
     for s in summary:
         g = groups.get(s["model"], [])
         s["f1_ci95"] = [round(v, 4) for v in bootstrap_f1(g)]
         s["test_chips"] = len(g[0]) if g else 0
+        s["test_chips_with_slumps"] = sum(c.tp + c.fn > 0 for c in g[0]) if g else 0
+        r = ranks.get(s["model"], {})
+        s["p_best"] = round(r.get("p_best", float("nan")), 3)
+        s["rank_ci95"] = [r.get("rank_low", float("nan")), r.get("rank_high", float("nan"))]
+
+
+def write_markdown(path: Path, summary: list[dict], args, seconds: float) -> None:
+    """The table as Markdown, headed SYNTHETIC SCENE, with the command and the machine."""
+    import os
+    import platform
+    import sys
+
+    lines = [
+        f"# Model study — SYNTHETIC SCENE ({args.size} px), not the study's data",
+        "",
+        f"Command: `.venv/bin/python bench/model_study.py {' '.join(sys.argv[1:])}`  ",
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores shared with other jobs; "
+        f"run {seconds / 60:.1f} min.  ",
+        f"{args.size_class} encoders, tile {args.tile}, {args.epochs} epochs × {args.chips_per_epoch} chips, "
+        f"seeds {args.seeds}, {int(args.test_fraction * 100)} % of the blocks held out for testing.",
+        "",
+        "F1, IoU, OA pooled over the test chips' pixels (mean over seeds ± std); F1 95 % CI: bootstrap over seeds "
+        "and chips; P(best) and rank 95 %: paired bootstrap of the ranking over the same seeds and chips; "
+        "f1_study / macro_f1_study: the authors' per-chip convention; object F1: the study's per-chip object count "
+        "(8-connected).",
+        "",
+        "| rank | model | F1 | F1 95 % CI | P(best) | rank 95 % | test chips (with slumps) | IoU | OA | F1 study "
+        "| macro F1 study | object F1 | s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        lo, hi = s["rank_ci95"]
+        lines.append(
+            f"| {s['rank']} | {s['model']} | {s['f1']:.3f} ± {s['f1_std']:.3f} | {s['f1_ci95'][0]:.3f}–"
+            f"{s['f1_ci95'][1]:.3f} | {s['p_best']:.2f} | {lo:.0f}–{hi:.0f} | {s['test_chips']} "
+            f"({s['test_chips_with_slumps']}) | {s['iou']:.3f} | {s['overall_accuracy']:.3f} | {s['f1_study']:.3f} | "
+            f"{s['macro_f1_study']:.3f} | {s['object_f1_chips']:.3f} | {s['train_seconds']:.0f} |"
+        )
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -177,6 +177,56 @@ def bootstrap_f1(
     return float(np.quantile(f1, alpha)), float(np.quantile(f1, 1 - alpha))
 
 
+def bootstrap_ranks(
+    models: dict[str, list[list[Confusion]]], n: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """How stable a ranking by pooled F1 is: a paired bootstrap over seeds and test chips.
+
+    Every model must have been tested on the same chips for each seed (the same split), in the same order. Each
+    replicate draws the seeds with replacement, then each drawn seed's chips with replacement, the same draws for
+    every model, and ranks the models by the pooled F1 of the drawn chips (equal F1s in the order given).
+
+    Args:
+        models: per model, per seed, the per-chip confusions of the test split.
+        n: replicates.
+        seed: random seed of the resampling.
+
+    Returns:
+        per model: "p_best" (share of replicates where it ranks first), "rank_low" and "rank_high" (2.5 and 97.5
+        percentiles of its rank, 1 = best).
+
+    Raises:
+        ValueError: the models were not tested on the same number of seeds and chips.
+
+    """
+    names = list(models)
+    arrays = {m: [np.array([(c.tp, c.fp, c.fn) for c in g], dtype=np.float64) for g in models[m]] for m in names}
+    shapes = {m: [a.shape for a in arrays[m]] for m in names}
+    if len({tuple(v) for v in shapes.values()}) != 1:
+        raise ValueError(f"The models were not tested on the same seeds and chips: {shapes}.")
+    n_seeds = len(arrays[names[0]])
+    rng = np.random.default_rng(seed)
+    ranks = np.empty((n, len(names)))
+    for i in range(n):
+        total = np.zeros((len(names), 3))
+        for g in rng.integers(0, n_seeds, n_seeds):
+            picks = rng.integers(0, len(arrays[names[0]][g]), len(arrays[names[0]][g]))
+            for j, m in enumerate(names):
+                total[j] += arrays[m][g][picks].sum(axis=0)
+        tp, fp, fn = total.T
+        denom = 2 * tp + fp + fn
+        f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), 1.0)
+        ranks[i] = np.argsort(np.argsort(-f1, kind="stable"), kind="stable") + 1
+    return {
+        m: {
+            "p_best": float(np.mean(ranks[:, j] == 1)),
+            "rank_low": float(np.quantile(ranks[:, j], 0.025)),
+            "rank_high": float(np.quantile(ranks[:, j], 0.975)),
+        }
+        for j, m in enumerate(names)
+    }
+
+
 def summarize(confusions: list[Confusion]) -> dict[str, dict[str, float]]:
     """Pooled, per-chip and the study's per-chip scores of a list of chip confusions.
 

@@ -259,6 +259,20 @@ def test_bootstrap_interval_over_chips_and_seeds():
     assert np.isnan(bootstrap_f1([[]])[0])
 
 
+def test_bootstrap_ranks_tell_a_clear_winner_from_a_coin_toss():
+    from rts_fusion.core.metrics import bootstrap_ranks
+
+    chips = [Confusion(8, 2, 2, 88)] * 20
+    worse = [Confusion(5, 5, 5, 85)] * 20
+    twin = [Confusion(8, 2, 2, 88)] * 10 + [Confusion(2, 8, 8, 82)] + [Confusion(8, 2, 2, 88)] * 9
+    ranks = bootstrap_ranks({"a": [chips, chips], "b": [worse, worse], "c": [twin, chips]}, n=300)
+    assert ranks["b"]["rank_low"] == ranks["b"]["rank_high"] == 3 and ranks["b"]["p_best"] == 0
+    assert ranks["a"]["p_best"] == 1  # a ties c at best (first listed wins a tie) and beats it otherwise
+    assert ranks["c"]["rank_high"] == 2
+    with pytest.raises(ValueError, match="same seeds and chips"):
+        bootstrap_ranks({"a": [chips], "b": [chips[:5]]})
+
+
 def test_model_study_algorithm_runs_the_study_protocol(provider, training_stack, tmp_path):
     import processing
 
