@@ -224,3 +224,25 @@ def test_onnx_model_reuses_its_session_and_pickles_without_it(exported):
     assert first.session is again.session
     copy = pickle.loads(pickle.dumps(model))
     assert copy == model and copy.sessions == {} and copy.predictor("cpu")[1] == "cpu (ONNX Runtime)"
+
+
+def test_export_and_detect_algorithms_take_the_onnx(provider, exported, tmp_path):
+    import processing
+    from conftest import write_raster
+    from qgis.core import QgsProcessingException
+
+    package, _ = exported
+    res = processing.run("rtsfusion:exportonnx", {"MODEL": package, "OUTPUT": str(tmp_path / "m.onnx")})
+    assert res["OUTPUT"].endswith("m.onnx") and 0 <= res["MAX_DIFF"] <= 1e-4
+    assert read_card(res["OUTPUT"]) == read_card(package)
+    data = np.random.default_rng(2).normal(size=(13, 80, 80)).astype(np.float32)
+    stack = write_raster(str(tmp_path / "stack.tif"), data, names=PAPER, nodata=-9999.0)
+    out = processing.run(
+        "rtsfusion:detect",
+        {"STACK": stack, "MODEL": res["OUTPUT"], "DEVICE": 1, "PROBABILITY": str(tmp_path / "p.tif")},
+    )
+    with rasterio.open(out["PROBABILITY"]) as src:
+        p = src.read(1)
+    assert out["TILES"] == 4 and 0 <= p.min() and p.max() <= 1
+    with pytest.raises(QgsProcessingException, match="MODEL"):  # the export takes packages only
+        processing.run("rtsfusion:exportonnx", {"MODEL": res["OUTPUT"], "OUTPUT": str(tmp_path / "again.onnx")})
