@@ -173,6 +173,22 @@ def _mean_f1(rows: list[dict], data: str, model: str) -> float:
     return round(float(np.mean(v)), 4) if v else float("nan")
 
 
+def verdict(summary: dict, speed: dict) -> str:
+    """The issue's rule: the light model becomes the CPU default only within 0.01 F1 everywhere and ≥ 3× faster."""
+    gaps = {d: round(s[MODELS[0]] - s[MODELS[1]], 4) for d, s in summary.items()}
+    close = bool(gaps) and all(g <= 0.01 for g in gaps.values())
+    fast = min(speed["light_speedup_torch"], speed["light_speedup_onnxruntime"]) >= 3
+    gap_text = "; ".join(f"{d}: {g:+.4f}" for d, g in gaps.items()) or "not measured"
+    if close and fast:
+        return f"Study minus light mean F1 — {gap_text}: within 0.01 everywhere and several times faster."
+    return (
+        f"Study minus light mean F1 — {gap_text}. "
+        + ("Not within 0.01 F1 on every data set" if not close else "Not several times faster")
+        + " under this budget (one seed; per-split differences are as large as the gaps), so the study's "
+        "FusionSA-SegFormer stays the default."
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -259,6 +275,7 @@ def main() -> int:
             )
         lines += ["", "Mean F1:", ""]
         lines += [f"- {d}: study {s[MODELS[0]]}, light {s[MODELS[1]]}" for d, s in summary.items()]
+        lines += ["", verdict(summary, speed)]
     (RESULTS / "light_fusionsa.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
