@@ -394,7 +394,7 @@ def make_install_dialog(parent=None):
     )
 
     class InstallDialog(QDialog):
-        """Choose CPU or a CUDA build, run pip, show the log and the result."""
+        """Choose PyTorch (CPU or a CUDA build) or mapping only (ONNX Runtime), run pip, show the log and the result."""
 
         def __init__(self) -> None:
             super().__init__(parent)
