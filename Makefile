@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: setup demo test lint format zip bench bench-models
+.PHONY: setup demo test test-unit lint format zip bench bench-models
 
 setup:
 	bash scripts/setup.sh
@@ -12,6 +12,10 @@ demo: setup
 
 test: setup lint
 	$(PY) -m pytest
+
+# The quick part: everything but the marked slow groups (see pyproject.toml's markers).
+test-unit: setup lint
+	$(PY) -m pytest -m "not (installer or catalogue or qgis_process or end_to_end or learning or dask)"
 
 lint:
 	$(PY) -m ruff check .
