@@ -101,9 +101,9 @@ def test_cancel_keeps_best_checkpoint_or_writes_nothing(training_stack, tmp_path
 
     def cancel_after_epoch_one():
         calls["n"] += 1
-        return calls["n"] > 8  # 64 chips / batch 8 = 8 steps per epoch
+        return calls["n"] > 2  # 16 chips / batch 8 = 2 steps per epoch (one check a step)
 
-    cfg = TrainConfig(**{**FAST.__dict__, "epochs": 5})
+    cfg = TrainConfig(**{**FAST.__dict__, "epochs": 5, "chips_per_epoch": 16})
     result = train_from_stack(
         *training_stack, str(tmp_path / "c.safetensors"), cfg, bands=("RED", "NDVI"), is_canceled=cancel_after_epoch_one
     )
