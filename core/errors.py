@@ -13,5 +13,9 @@ class FeatureError(RtsFusionError):
     """A requested feature cannot be derived from the inputs given."""
 
 
+class EmptyExtentError(RtsFusionError):
+    """The extent to process holds no valid pixel (all nodata): a region's unit outside the data is empty."""
+
+
 class OperationCanceled(Exception):
     """The user cancelled a long operation; partial outputs have been removed."""

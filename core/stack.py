@@ -18,7 +18,7 @@ import rasterio
 
 from . import terrain, thermal
 from .bands import OPTICAL_KEYS
-from .errors import AlignmentError, FeatureError, OperationCanceled, RtsFusionError
+from .errors import AlignmentError, EmptyExtentError, FeatureError, OperationCanceled
 from .features import FEATURES, TERRAIN, derive
 from .grid import TargetGrid, bounded_gdal_cache, build_target_grid, check_grid_size, inspect_source, iter_windows
 from .outputs import AtomicOutput, check_not_input
@@ -125,18 +125,18 @@ class _Quality:
         return ("Values outside their physical range: " + "; ".join(parts) + ".") if parts else None
 
 
-def _no_valid_pixel(src: Sources, pixels: int) -> RtsFusionError:
+def _no_valid_pixel(src: Sources, pixels: int) -> EmptyExtentError:
     """The error for a stack without a valid pixel, naming each input that is empty over the common area."""
     empty = [label for label, n in src.valid_counts.items() if n == 0]
     paths = dict(src.labelled())
     if empty:
         named = "; ".join(f"the {label} layer '{paths.get(label, '')}'" for label in empty)
-        return RtsFusionError(
+        return EmptyExtentError(
             f"The fused stack would hold no valid pixel: over the layers' common area every pixel of {named} "
             "is nodata or NaN. Check that layer's nodata value, its coverage and its band choice."
         )
     shares = ", ".join(f"{label} {100.0 * n / pixels:.1f} %" for label, n in src.valid_counts.items())
-    return RtsFusionError(
+    return EmptyExtentError(
         "The fused stack would hold no valid pixel: each input has valid pixels over the common area "
         f"({shares} valid), but never at the same place, or the features are undefined where they meet "
         "(e.g. a zero denominator in an index). Check the layers' nodata values and coverage."
@@ -153,6 +153,24 @@ def _input_paths(inputs: FusionInputs) -> dict[str, str | None]:
         "temperature series": inputs.temperature_series,
         "valid-pixel mask": inputs.valid_mask,
     }
+
+
+def _grid_of(src: Sources, grid_options: GridOptions) -> tuple[TargetGrid, list]:
+    """The target grid of the sources the stack reads (optical first), and their descriptions."""
+    infos = [inspect_source(p, label) for label, p in src.labelled()]
+    return build_target_grid(infos, grid_options.crs, grid_options.pixel_size, grid_options.extent), infos
+
+
+def fused_grid(inputs: FusionInputs, features: Sequence[str], grid_options: GridOptions = GridOptions()) -> TargetGrid:
+    """The grid build_fused_stack would write for these inputs, features and grid options (nothing is written).
+
+    Raises:
+        AlignmentError, FeatureError: inputs that cannot produce the stack, explained.
+
+    """
+    inspect_source(inputs.optical, "optical")
+    with contextlib.ExitStack() as stack:
+        return _grid_of(Sources(inputs, tuple(features), stack, lambda _m: None), grid_options)[0]
 
 
 def build_fused_stack(
@@ -197,13 +215,12 @@ def build_fused_stack(
     check_not_input(output, _input_paths(inputs), "fused stack")
     if terrain_radius_m <= 0:
         raise FeatureError(f"The terrain radius must be positive, not {terrain_radius_m} m.")
-    optical_info = inspect_source(inputs.optical, "optical")
+    inspect_source(inputs.optical, "optical")  # a clear error for an unreadable optical layer comes first
     with contextlib.ExitStack() as stack:
         stack.enter_context(bounded_gdal_cache())
         src = Sources(inputs, features, stack, log)
         needs = src.needs
-        infos = [optical_info] + [inspect_source(p, label) for label, p in src.labelled()[1:]]
-        grid = build_target_grid(infos, grid_options.crs, grid_options.pixel_size, grid_options.extent)
+        grid, infos = _grid_of(src, grid_options)
         check_grid_size(grid, infos, len(features), os.path.dirname(os.path.abspath(output)))
         windows = iter_windows(grid, window_size)
         lst_needed = "lst" in needs

@@ -36,8 +36,14 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
 
 
 def use_all_cpu_cores() -> None:
-    """Let PyTorch use every core this process may run on (its default can be lower in containers)."""
+    """Let PyTorch use every core this process may run on (its default can be lower in containers).
+
+    OMP_NUM_THREADS, when set, caps it: Dask's worker processes (region mapping) set it to their 1 thread each.
+    """
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    if cap.isdigit() and int(cap) > 0:
+        cores = min(cores or 1, int(cap))
     torch.set_num_threads(cores or 1)

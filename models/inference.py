@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..core.errors import RtsFusionError
+from ..core.errors import EmptyExtentError, RtsFusionError
 from ..core.grid import TargetGrid, bounded_gdal_cache
 from ..core.outputs import AtomicOutputs, check_distinct, check_not_input
 from ..core.polygons import UINT8_SCALE  # probability p is stored as round(p × 250); 255 = nodata
@@ -49,6 +49,10 @@ class InferenceOptions:
         tta: average over flips (test-time augmentation, 4× the compute).
         window: (col_off, row_off, width, height) of the stack to process, or None for all of it.
         probability_dtype: "float32" (0–1, nodata −1) or "uint8" (p × 250, nodata 255).
+        frame: (col_off, row_off, width, height) of the stack inside a larger grid whose tile lattice applies
+            (region mapping: a unit's stack is a window of the region's grid), or None for the stack's own.
+            With a frame, `window` is in the larger grid's pixels and every tile touching it must lie inside
+            the stack (the unit's halo).
 
     """
 
@@ -60,6 +64,7 @@ class InferenceOptions:
     tta: bool = False
     window: tuple[int, int, int, int] | None = None
     probability_dtype: str = "float32"
+    frame: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,12 +155,22 @@ def card_prepare(card: ModelCard) -> PrepareFn:
 
 
 def read_rows(
-    src: rasterio.DatasetReader, info: StackInfo, bands: list[int], layout: TileLayout, prepare: PrepareFn
+    src: rasterio.DatasetReader,
+    info: StackInfo,
+    bands: list[int],
+    layout: TileLayout,
+    prepare: PrepareFn,
+    offset: tuple[int, int] = (0, 0),
 ) -> Iterator[TileRow]:
-    """The lattice rows of a stack: each strip read (the card's bands, nodata → NaN), cut and normalised."""
+    """The lattice rows of a stack: each strip read (the card's bands, nodata → NaN), cut and normalised.
+
+    `offset` is the stack's (col, row) in the layout's grid (non-zero when the stack is a window of it).
+    """
     first, end = layout.span
+    col_off, row_off = offset
     for r in layout.rows:
-        strip = src.read(bands, window=Window(first, r, end - first, layout.tile_height), out_dtype=np.float32)
+        win = Window(first - col_off, r - row_off, end - first, layout.tile_height)
+        strip = src.read(bands, window=win, out_dtype=np.float32)
         strip[strip == info.nodata] = np.nan
         yield cut_row(layout, r, strip, prepare)
 
@@ -203,23 +218,47 @@ def _settings(
     px = info.grid.pixel_size[0]
     if card.pixel_size and abs(px - card.pixel_size) > 0.25 * card.pixel_size:
         log(f"Warning: the stack's pixel size ({px:g}) differs from the model's ({card.pixel_size:g}).")
-    window = options.window or (0, 0, info.grid.width, info.grid.height)
+    frame = options.frame or (0, 0, info.grid.width, info.grid.height)
+    window = options.window or frame
     col0, row0, width, height = window
-    if (
-        col0 < 0
-        or row0 < 0
-        or width < 1
-        or height < 1
-        or col0 + width > info.grid.width
-        or row0 + height > info.grid.height
-    ):
+    if col0 < 0 or row0 < 0 or width < 1 or height < 1 or col0 + width > frame[2] or row0 + height > frame[3]:
         raise RtsFusionError("The requested extent does not lie within the fused stack.")
     return tile, overlap, threshold, window
 
 
-def _profiles(info: StackInfo, window: tuple[int, int, int, int], probability_dtype: str) -> tuple[dict, dict]:
-    """GeoTIFF profiles of the probability and mask rasters on the window."""
+def _frame_layout(
+    info: StackInfo, options: InferenceOptions, tile: int, overlap: int, window: tuple[int, int, int, int]
+) -> TileLayout:
+    """The tile layout on the frame's lattice; with a frame, its tiles must lie inside the stack.
+
+    Raises:
+        RtsFusionError: a tile touching the window reaches beyond the stack (a unit's halo too small).
+
+    """
+    if options.frame is None:
+        return TileLayout(info.grid.height, info.grid.width, tile, overlap, window)
+    col_off, row_off, frame_width, frame_height = options.frame
+    layout = TileLayout(frame_height, frame_width, tile, overlap, window)
+    first, end = layout.span
+    if (
+        first < col_off
+        or layout.rows[0] < row_off
+        or end > col_off + info.grid.width
+        or layout.rows[-1] + layout.tile_height > row_off + info.grid.height
+    ):
+        raise RtsFusionError(
+            f"The fused stack ({info.grid.width} × {info.grid.height} px at column {col_off}, row {row_off}) does "
+            f"not hold every {tile} px tile that touches the extent to detect: its halo is too small."
+        )
+    return layout
+
+
+def _profiles(
+    info: StackInfo, window: tuple[int, int, int, int], probability_dtype: str, offset: tuple[int, int] = (0, 0)
+) -> tuple[dict, dict]:
+    """GeoTIFF profiles of the probability and mask rasters on the window (offset: the stack's place in the frame)."""
     col0, row0, width, height = window
+    col0, row0 = col0 - offset[0], row0 - offset[1]
     base = {
         "driver": "GTiff",
         "width": width,
@@ -289,11 +328,12 @@ def predict_stack(
         predictor, device = make_predictor(model, options.device, options.tta, log)
     else:
         device = options.device
-    layout = TileLayout(info.grid.height, info.grid.width, tile, overlap, window)
+    layout = _frame_layout(info, options, tile, overlap, window)
+    offset = (options.frame[0], options.frame[1]) if options.frame else (0, 0)
     log(f"{layout.count} tiles of {tile} px (overlap {overlap}) on {device}, batch {options.batch_size}")
     if layout.tile_height < tile or layout.tile_width < tile:
         log(f"The stack ({info.grid.width} × {info.grid.height} px) is smaller than one tile: padded to {tile} px.")
-    prob_profile, mask_profile = _profiles(info, window, options.probability_dtype)
+    prob_profile, mask_profile = _profiles(info, window, options.probability_dtype, offset)
     # Written beside the targets and moved into place together only when detection succeeds.
     outputs = AtomicOutputs([(probability_path, "probability raster"), (mask_path, "mask raster")])
     tmp_probability, tmp_mask = outputs.paths
@@ -304,7 +344,7 @@ def predict_stack(
             dst_p = stack.enter_context(rasterio.open(tmp_probability, "w", **prob_profile))
             dst_m = stack.enter_context(rasterio.open(tmp_mask, "w", **mask_profile)) if mask_path else None
             sink = _RasterSink(dst_p, dst_m, threshold, options.probability_dtype)
-            rows = prefetch(read_rows(src, info, bands, layout, card_prepare(card)))
+            rows = prefetch(read_rows(src, info, bands, layout, card_prepare(card), offset))
             stack.callback(rows.close)  # stops the reader before the stack closes
             writer = BackgroundWriter()
             try:
@@ -335,7 +375,7 @@ def predict_stack(
         raise
     if sink.valid == 0:
         outputs.discard()
-        raise RtsFusionError("The fused stack has no valid pixel in the processed extent (all nodata).")
+        raise EmptyExtentError("The fused stack has no valid pixel in the processed extent (all nodata).")
     outputs.commit()
     progress(100.0)
     return InferenceResult(probability_path, mask_path, layout.count, device, sink.slump, sink.valid)

@@ -1,10 +1,12 @@
 """Python path set-up for the plugin's private package folder, and a check that the deep-learning stack imports.
 
-Standard library only: QGIS's Python, the worker process and the installer's own check run this file before
-anything heavy is imported (it also runs as a script: ``python environment.py --check FOLDER`` prints a JSON
-report). The folder goes before the interpreter's site-packages/dist-packages, so that what the installer put
-there (a current sympy for torch, say) wins over older system copies; the installer never puts numpy, GDAL or
-Qt there (see NEVER_PRIVATE), so QGIS's own builds of those stay in use.
+It also picks QGIS's own Python interpreter (the dependency installer, the worker process and region mapping's Dask
+workers start it; sys.executable is the QGIS binary on Windows and macOS). Standard library only: QGIS's Python, the
+worker process and the installer's own check run this file before anything heavy is imported (it also runs as a
+script: ``python environment.py --check FOLDER`` prints a JSON report). The folder goes before the interpreter's
+site-packages/dist-packages, so that what the installer put there (a current sympy for torch, say) wins over older
+system copies; the installer never puts numpy, GDAL or Qt there (see NEVER_PRIVATE), so QGIS's own builds of those
+stay in use.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 
 # Top-level names the private folder must never hold: QGIS's numpy, GDAL and Qt bindings are built together.
 NEVER_PRIVATE = ("numpy", "osgeo", "GDAL", "gdal", "PyQt5", "PyQt6", "sip", "qgis", "rasterio")
@@ -92,6 +96,85 @@ def import_report(folder: str | None = None, required: tuple[str, ...] = REQUIRE
         "ok": not problems,
         "problems": problems,
     }
+
+
+def python_candidates(prefix: str, version: tuple[int, int], windows: bool) -> list[str]:
+    """Where an interpreter of `version` lives under an installation prefix, most specific name first."""
+    major, minor = version
+    if windows:  # OSGeo4W and the standalone installer: <root>\apps\Python3xx\python.exe is sys.prefix
+        return [os.path.join(prefix, "python.exe"), os.path.join(prefix, "python3.exe")]
+    names = (f"python{major}.{minor}", f"python{major}", "python")
+    return [os.path.join(prefix, "bin", n) for n in names]
+
+
+def probe_python(path: str) -> tuple[tuple[int, int], str] | None:
+    """(version, prefix) an interpreter reports, or None when it does not run."""
+    try:
+        out = subprocess.run(
+            [path, "-c", "import sys; print(sys.version_info[0], sys.version_info[1], sys.prefix)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.split(maxsplit=2)
+        return (int(out[0]), int(out[1])), out[2].strip()
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def choose_python(
+    executable: str,
+    prefix: str,
+    exec_prefix: str,
+    version: tuple[int, int],
+    windows: bool,
+    probe: Callable[[str], tuple[tuple[int, int], str] | None] | None = probe_python,
+) -> str | None:
+    """The interpreter that belongs to the running QGIS Python: same version, same prefix.
+
+    sys.executable cannot be trusted: it is the QGIS binary on Windows and macOS and may be a shim of another
+    Python on PATH on Linux. Candidates are sys.executable when it is named like a Python and lives under the
+    prefix, then the usual names under sys.exec_prefix and sys.prefix. Each existing candidate is run (`probe`) and
+    kept only if it reports the same major.minor version and the same prefix.
+
+    Returns:
+        The interpreter's path, or None when none matches.
+
+    """
+    seen: list[str] = []
+    base = os.path.basename(executable).lower()
+    roots = [os.path.normcase(os.path.abspath(p)) for p in (prefix, exec_prefix)]
+    under_prefix = any(os.path.normcase(os.path.abspath(executable)).startswith(r + os.sep) for r in roots)
+    if executable and base.startswith("python") and not base.startswith("pythonw") and under_prefix:
+        seen.append(executable)
+    for root in dict.fromkeys((exec_prefix, prefix)):
+        seen += python_candidates(root, version, windows)
+    want = os.path.normcase(os.path.realpath(prefix))
+    for path in dict.fromkeys(seen):
+        if not os.path.isfile(path):
+            continue
+        if probe is None:
+            return path
+        found = probe(path)
+        if found and found[0] == version and os.path.normcase(os.path.realpath(found[1])) == want:
+            return path
+    return None
+
+
+def qgis_python() -> str:
+    """QGIS's own Python interpreter (for pip, the import check and the worker process).
+
+    Raises:
+        RuntimeError: no interpreter of this QGIS's version and prefix was found (names where it looked).
+
+    """
+    found = choose_python(sys.executable or "", sys.prefix, sys.exec_prefix, sys.version_info[:2], os.name == "nt")
+    if found is None:
+        raise RuntimeError(
+            f"Cannot find QGIS's Python {sys.version_info[0]}.{sys.version_info[1]} under {sys.exec_prefix}; "
+            "install the packages by hand as the README explains."
+        )
+    return found
 
 
 if __name__ == "__main__":

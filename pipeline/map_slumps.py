@@ -1,8 +1,8 @@
 """Map one unit: align and fuse the sources, detect slumps, threshold once, polygonise the mask.
 
-This is the one implementation behind the "Map thaw slumps" algorithm, the panel's worker process and (later)
-region mapping: everything a run needs comes in as frozen dataclasses, progress and cancel go through plain
-callables, and the result is a frozen dataclass. No QGIS here.
+This is the one implementation behind the "Map thaw slumps" algorithm, the panel's worker process and region
+mapping (pipeline/region.py runs it once per unit, with a UnitWindow): everything a run needs comes in as frozen
+dataclasses, progress and cancel go through plain callables, and the result is a frozen dataclass. No QGIS here.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import OperationCanceled, RtsFusionError
+from ..core.grid import TargetGrid
 from ..core.outputs import AtomicOutput, AtomicOutputs
 from ..core.polygons import PolygonizeOptions, polygonize
 from ..core.stack import FusionInputs, GridOptions, build_fused_stack
@@ -60,8 +61,30 @@ class MapOutputs:
     layer_name: str = "thaw_slumps"
 
     def paths(self) -> tuple[str, ...]:
-        """Every output file path."""
-        return (self.stack, self.probability, self.mask, self.polygons)
+        """Every output file path (the polygons' only when there are polygons to write)."""
+        return (self.stack, self.probability, self.mask, *((self.polygons,) if self.polygons else ()))
+
+
+@dataclass(frozen=True)
+class UnitWindow:
+    """Where one unit of a region lies on the region's grid (all windows in region pixels).
+
+    Attributes:
+        grid: the region's grid; its tile lattice is the one every unit uses.
+        halo: (col_off, row_off, width, height) of the unit's fused stack: the core grown by the halo.
+        core: (col_off, row_off, width, height) of the unit's own pixels: its probability and mask.
+
+    """
+
+    grid: TargetGrid
+    halo: tuple[int, int, int, int]
+    core: tuple[int, int, int, int]
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) of the halo window in the region's CRS."""
+        c, r, w, h = self.halo
+        a = self.grid.window_transform(r, c)
+        return a.c, a.f + a.e * h, a.c + a.a * w, a.f
 
 
 @dataclass(frozen=True)
@@ -119,7 +142,7 @@ class MapResult:
 
     Attributes:
         stack, probability, mask, polygons: the output paths.
-        count: number of slump polygons.
+        count: number of slump polygons (0 when no polygons were asked for).
         threshold: the decision threshold the mask was made with.
         bands: the stack's bands (the model's, in its order).
         tiles: number of detection tiles.
@@ -194,6 +217,27 @@ def _write_vector(gpkg: str, destination: str) -> None:
         raise RtsFusionError(f"Cannot write the slump polygons to '{destination}': {exc}") from exc
 
 
+def polygonize_options(options: MapOptions) -> PolygonizeOptions:
+    """The cleaning a run applies to its mask (holes default to half the minimum area)."""
+    holes = options.min_area_m2 / 2 if options.fill_holes_m2 is None else options.fill_holes_m2
+    return PolygonizeOptions(min_area_m2=options.min_area_m2, fill_holes_m2=holes)
+
+
+def _check_unit_grid(grid: TargetGrid, unit: UnitWindow) -> None:
+    """Refuse a unit stack that is not exactly its halo window of the region's grid (a shifted lattice)."""
+    expected = unit.grid.window_transform(unit.halo[1], unit.halo[0])
+    size = abs(unit.grid.transform[0])
+    same = (grid.width, grid.height) == tuple(unit.halo[2:]) and all(
+        abs(a - b) <= 1e-6 * size for a, b in zip(grid.transform, tuple(expected)[:6])
+    )
+    if not same:
+        raise RtsFusionError(
+            f"The unit at column {unit.halo[0]}, row {unit.halo[1]} of the region's grid was aligned onto a "
+            f"{grid.width} × {grid.height} px grid at {grid.transform[2]:.3f}, {grid.transform[5]:.3f} instead of its "
+            f"{unit.halo[2]} × {unit.halo[3]} px window: the layers do not cover the unit's halo."
+        )
+
+
 def map_slumps(
     inputs: MapInputs,
     package: str | LoadedModel,
@@ -202,12 +246,18 @@ def map_slumps(
     progress: ProgressFn | None = None,
     is_canceled: CancelFn | None = None,
     log: LogFn | None = None,
+    unit: UnitWindow | None = None,
 ) -> MapResult:
     """Map thaw slumps in one unit: fused stack → probability → mask (thresholded once) → polygons.
 
     The stack holds exactly the features the model's card asks for, in its order. The mask is the only
     thresholding: the polygons are made from it, with the probability used for their prob_mean/prob_max
     attributes and the stack for the terrain and thermal ones.
+
+    With `unit`, the stack covers the unit's halo window of a region's grid (the grid options' CRS and pixel
+    size, the halo as extent), the probability and mask only its core, on the region's tile lattice: the same
+    values a single run over the whole region gives there. Without `outputs.polygons` nothing is polygonised
+    (region mapping polygonises across units once their masks exist).
 
     Args:
         inputs: the source layers and target grid.
@@ -217,6 +267,7 @@ def map_slumps(
         progress: called with the overall 0–100.
         is_canceled: polled inside every stage; a cancelled run writes nothing.
         log: receives progress messages and warnings.
+        unit: the unit's place in a region's grid, or None for a run over the inputs' own grid.
 
     Returns:
         The outputs and what was found.
@@ -249,27 +300,35 @@ def map_slumps(
     )
     stack, probability, mask = rasters.paths
     try:
-        vector = AtomicOutput(outputs.polygons, "slump polygons")
+        vector = AtomicOutput(outputs.polygons, "slump polygons") if outputs.polygons else None
     except BaseException:
         rasters.discard()
         raise
     work = tempfile.mkdtemp(prefix="rts_fusion_map_")
-    gpkg = vector.path if outputs.polygons.lower().endswith(".gpkg") else os.path.join(work, "slumps.gpkg")
+    count = 0
     try:
         step = stages.start(0)
-        build_fused_stack(
+        grid_options = inputs.grid
+        if unit is not None:
+            grid_options = GridOptions(inputs.grid.crs, inputs.grid.pixel_size, unit.bounds())
+        info = build_fused_stack(
             inputs.fusion,
             card.bands,
             stack,
-            grid_options=inputs.grid,
+            grid_options=grid_options,
             terrain_radius_m=inputs.terrain_radius_m,
             progress=step,
             is_canceled=is_canceled,
             log=note,
         )
+        if unit is not None:
+            _check_unit_grid(info.grid, unit)
         step = stages.start(1)
         from ..models.inference import InferenceOptions, predict_stack
 
+        frame = None
+        if unit is not None:
+            frame = (unit.halo[0], unit.halo[1], unit.grid.width, unit.grid.height)
         detected = predict_stack(
             loaded.model,
             card,
@@ -277,37 +336,45 @@ def map_slumps(
             probability,
             mask,
             InferenceOptions(
-                device=options.device, batch_size=options.batch_size, threshold=options.threshold, tta=options.tta
+                device=options.device,
+                batch_size=options.batch_size,
+                threshold=options.threshold,
+                tta=options.tta,
+                frame=frame,
+                window=unit.core if unit is not None else None,
             ),
             progress=step,
             is_canceled=is_canceled,
             log=note,
         )
         threshold = card.threshold if options.threshold is None else options.threshold
-        step = stages.start(2)
-        holes = options.min_area_m2 / 2 if options.fill_holes_m2 is None else options.fill_holes_m2
-        count = polygonize(
-            mask,
-            gpkg,
-            PolygonizeOptions(min_area_m2=options.min_area_m2, fill_holes_m2=holes),
-            stack_path=stack,
-            layer_name=outputs.layer_name,
-            probability_path=probability,
-            progress=step,
-            is_canceled=is_canceled,
-        )
-        if gpkg != vector.path:
-            _write_vector(gpkg, vector.path)
+        if vector is not None:
+            step = stages.start(2)
+            gpkg = vector.path if outputs.polygons.lower().endswith(".gpkg") else os.path.join(work, "slumps.gpkg")
+            count = polygonize(
+                mask,
+                gpkg,
+                polygonize_options(options),
+                stack_path=stack,
+                layer_name=outputs.layer_name,
+                probability_path=probability,
+                progress=step,
+                is_canceled=is_canceled,
+            )
+            if gpkg != vector.path:
+                _write_vector(gpkg, vector.path)
     except BaseException:
-        vector.discard()
+        if vector is not None:
+            vector.discard()
         rasters.discard()
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rasters.commit()
-    vector.commit()
+    if vector is not None:
+        vector.commit()
+        log(f"{count} thaw slumps mapped.")
     progress(100.0)
-    log(f"{count} thaw slumps mapped.")
     return MapResult(
         stack=outputs.stack,
         probability=outputs.probability,

@@ -16,6 +16,7 @@ from .export_onnx import ExportOnnxAlgorithm
 from .import_checkpoint import ImportCheckpointAlgorithm
 from .inventory_stats import InventoryStatsAlgorithm
 from .landsat_bands import LandsatBandsAlgorithm
+from .map_region import MapRegionAlgorithm
 from .map_slumps import MapSlumpsAlgorithm
 from .model_study import ModelStudyAlgorithm
 from .polygonize import PolygonizeAlgorithm
@@ -54,6 +55,7 @@ class RtsFusionProvider(QgsProcessingProvider):
             PolygonizeAlgorithm(),
             EvaluateAlgorithm(),
             MapSlumpsAlgorithm(),
+            MapRegionAlgorithm(),
             BandImportanceAlgorithm(),
             InventoryStatsAlgorithm(),
             TemporalTrendsAlgorithm(),

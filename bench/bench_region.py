@@ -1,0 +1,269 @@
+"""Region mapping on Dask against mapslumps, each pair measured side by side in one run on the same machine.
+
+1. Same map: a region run in units smaller than the scene against one mapslumps run over it: max |Δprobability|,
+   mask pixels that differ, polygon count and total area of each.
+2. Overhead: the region run on 1 worker (1 thread) against mapslumps in this process (1 thread), the model
+   loaded beforehand in both; once with one unit covering the scene (the engine's own cost) and once in units.
+3. Scaling: the same region on 2 workers against 1 worker (1 thread each): throughput ratio.
+4. Memory: peak resident memory per worker for a scene 1× and 4× the area, same unit size (fresh clusters).
+
+Clusters are started and each worker loads the model before the clock starts (a long region run pays that
+once). The model is an untrained FusionSA-SegFormer (paper bands, MiT-tiny): speed does not depend on weights.
+The scene is the synthetic sample scene (core/synthetic.py): every figure is a synthetic-scene figure.
+
+    .venv/bin/python bench/bench_region.py [--size 512] [--unit 256] [--tile 64] [--overlap 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # mapslumps in this process: 1 thread, as each Dask worker
+
+import numpy as np  # noqa: E402
+from _common import RESULTS, import_plugin, save  # noqa: E402
+
+
+def scene_inputs(folder: str, size: int, seed: int = 42):
+    """The synthetic sample scene as MapInputs."""
+    from rts_fusion.core.stack import FusionInputs, OpticalBands
+    from rts_fusion.core.synthetic import generate_sample_scene
+    from rts_fusion.pipeline.map_slumps import MapInputs
+
+    scene = generate_sample_scene(folder, size=size, seed=seed)
+    fusion = FusionInputs(
+        scene.optical,
+        scene.thermal,
+        scene.dem,
+        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
+        temperature_series=scene.temperature_series,
+    )
+    return MapInputs(fusion)
+
+
+def make_package(path: str, tile: int, overlap: int) -> str:
+    """An untrained tiny FusionSA-SegFormer package (paper bands, identity normalisation)."""
+    import torch
+    from rts_fusion.core.features import FEATURES, PAPER
+    from rts_fusion.models.card import ModelCard, Normalization
+    from rts_fusion.models.config import ModelConfig
+    from rts_fusion.models.package import save_package
+    from rts_fusion.models.registry import build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig("fusion_sa_segformer", len(PAPER), encoder="tiny", decoder_dim=32)
+    card = ModelCard(
+        cfg,
+        PAPER,
+        tuple(FEATURES[b].group for b in PAPER),
+        Normalization(mean=(0.0,) * len(PAPER), std=(1.0,) * len(PAPER)),
+        10.0,
+        tile_size=tile,
+        overlap=overlap,
+    )
+    save_package(path, build_model(cfg).eval(), card)
+    return path
+
+
+def warm_cluster(workers: int, model: str):
+    """A local cluster whose workers have imported torch and loaded the model."""
+    from distributed import Client
+    from rts_fusion.pipeline.region import _cached_model, local_cluster
+
+    cluster = local_cluster(workers)
+    client = Client(cluster)
+    client.run(lambda: bool(_cached_model(model, "cpu")))
+    return cluster, client
+
+
+def read(path: str) -> np.ndarray:
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def polygons(path: str) -> tuple[int, float]:
+    from osgeo import ogr
+
+    ds = ogr.Open(path)
+    areas = [f["area_m2"] for f in ds.GetLayer(0)]
+    return len(areas), round(float(sum(areas)), 1)
+
+
+def run_region(inputs, model, folder, options, unit, address) -> tuple[float, object]:
+    from rts_fusion.pipeline.region import RegionOptions, map_region
+
+    t0 = time.perf_counter()
+    result = map_region(inputs, model, folder, options, RegionOptions(unit_size=unit, scheduler=address))
+    return time.perf_counter() - t0, result
+
+
+def peak_memory(size: int, unit: int, tile: int, overlap: int) -> float:
+    """Peak RSS (MiB) of the busiest worker of a fresh 2-worker cluster mapping a scene of `size` px."""
+    bench = os.path.dirname(os.path.abspath(__file__))
+    code = (
+        f"import sys; sys.path.insert(0, {bench!r}); import bench_region as b; "
+        f"b.memory_child({size}, {unit}, {tile}, {overlap})"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def memory_child(size: int, unit: int, tile: int, overlap: int) -> None:
+    import resource
+
+    import_plugin()
+    from rts_fusion.pipeline.map_slumps import MapOptions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = scene_inputs(os.path.join(tmp, "scene"), size)
+        model = make_package(os.path.join(tmp, "m.safetensors"), tile, overlap)
+        cluster, client = warm_cluster(2, model)
+        try:
+            run_region(
+                inputs, model, os.path.join(tmp, "out"), MapOptions(device="cpu"), unit, cluster.scheduler_address
+            )
+            peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        finally:
+            client.close()
+            cluster.close()
+    print(max(peaks.values()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512, help="scene side in pixels")
+    parser.add_argument("--unit", type=int, default=256, help="unit side in pixels")
+    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--overlap", type=int, default=16)
+    args = parser.parse_args()
+    import_plugin()
+    from rts_fusion.pipeline.map_slumps import MapOptions, MapOutputs, load_model, map_slumps
+
+    load = os.getloadavg()
+    figures: dict = {"settings": vars(args), "load_before": [round(v, 2) for v in load]}
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = scene_inputs(os.path.join(tmp, "scene"), args.size)
+        model = make_package(os.path.join(tmp, "m.safetensors"), args.tile, args.overlap)
+        options = MapOptions(device="cpu", threshold=0.5, min_area_m2=0)
+        loaded = load_model(model)
+        single_out = MapOutputs(*(os.path.join(tmp, "single", n) for n in ("s.tif", "p.tif", "m.tif", "s.gpkg")))
+        t0 = time.perf_counter()
+        single = map_slumps(inputs, loaded, single_out, options)
+        t_single = time.perf_counter() - t0
+
+        cluster1, client1 = warm_cluster(1, model)
+        try:
+            t_one_unit, _ = run_region(
+                inputs, model, os.path.join(tmp, "r1a"), options, args.size, cluster1.scheduler_address
+            )
+            t_units_1, units_1 = run_region(
+                inputs, model, os.path.join(tmp, "r1"), options, args.unit, cluster1.scheduler_address
+            )
+        finally:
+            client1.close()
+            cluster1.close()
+        cluster2, client2 = warm_cluster(2, model)
+        try:
+            t_units_2, units_2 = run_region(
+                inputs, model, os.path.join(tmp, "r2"), options, args.unit, cluster2.scheduler_address
+            )
+        finally:
+            client2.close()
+            cluster2.close()
+
+        p_single, p_region = read(single.probability), read(units_2.probability)
+        valid = p_single >= 0
+        m_single, m_region = read(single.mask), read(units_2.mask)
+        figures["same_map"] = {
+            "units": units_2.units,
+            "max_abs_dprob": float(np.abs(p_single[valid] - p_region[valid]).max()),
+            "mask_pixels_differing": int((m_single != m_region).sum()),
+            "pixels": int(valid.sum()),
+            "single_polygons_count_area_m2": polygons(single.polygons),
+            "region_polygons_count_area_m2": polygons(units_2.polygons),
+        }
+        figures["overhead"] = {
+            "mapslumps_s": round(t_single, 2),
+            "region_1_worker_one_unit_s": round(t_one_unit, 2),
+            "ratio_one_unit": round(t_one_unit / t_single, 3),
+            "region_1_worker_units_s": round(t_units_1, 2),
+            "ratio_units": round(t_units_1 / t_single, 3),
+            "tiles_mapslumps": single.tiles,
+            "tiles_region_units": units_1.tiles,
+            "tiles_per_s_1_worker": round(units_1.tiles / t_units_1, 2),
+        }
+        figures["scaling"] = {
+            "region_2_workers_s": round(t_units_2, 2),
+            "throughput_ratio_2_vs_1": round(t_units_1 / t_units_2, 3),
+        }
+    small, large = (
+        peak_memory(args.size, args.unit, args.tile, args.overlap),
+        peak_memory(2 * args.size, args.unit, args.tile, args.overlap),
+    )
+    figures["memory"] = {
+        "peak_rss_per_worker_mib_1x": round(small, 1),
+        "peak_rss_per_worker_mib_4x": round(large, 1),
+        "ratio_4x_vs_1x": round(large / small, 3),
+    }
+    figures["load_after"] = [round(v, 2) for v in os.getloadavg()]
+    path = save("region", figures)
+    write_markdown({**figures, "machine": json.loads(path.read_text())["machine"]})
+    print(path.read_text())
+
+
+def write_markdown(f: dict) -> None:
+    """bench/results/region.md: the figures as a table, with the load they were measured under."""
+    s, o, sc, m = f["same_map"], f["overhead"], f["scaling"], f["memory"]
+    units = s["units"]
+    rows = [
+        (f"same map: max abs(Δp), {units} units vs one run", f"{s['max_abs_dprob']:.2e}", "float rounding"),
+        (f"same map: mask pixels differing (of {s['pixels']})", s["mask_pixels_differing"], "0 (or on the threshold)"),
+        (
+            "same map: polygons (count, m²) single / region",
+            f"{s['single_polygons_count_area_m2']} / {s['region_polygons_count_area_m2']}",
+            "identical",
+        ),
+        (
+            "overhead: 1 worker, one unit vs mapslumps",
+            f"{o['ratio_one_unit']}× ({o['region_1_worker_one_unit_s']} s vs {o['mapslumps_s']} s)",
+            "≤ 1.10×",
+        ),
+        (
+            f"overhead: 1 worker, {units} units vs mapslumps",
+            f"{o['ratio_units']}× ({o['region_1_worker_units_s']} s; tiles {o['tiles_region_units']} vs "
+            f"{o['tiles_mapslumps']})",
+            "≤ 1.10×",
+        ),
+        ("scaling: 2 workers vs 1 (throughput)", f"{sc['throughput_ratio_2_vs_1']}×", "≥ 1.8×"),
+        (
+            "memory: peak RSS per worker, 4× area vs 1×",
+            f"{m['ratio_4x_vs_1x']}× ({m['peak_rss_per_worker_mib_4x']} vs {m['peak_rss_per_worker_mib_1x']} MiB)",
+            "≤ 1.2×",
+        ),
+        (f"tiles/s per CPU worker (1 thread, {f['settings']['tile']} px tiles)", o["tiles_per_s_1_worker"], "—"),
+    ]
+    lines = [
+        "# Region mapping on Dask (bench/bench_region.py)",
+        "",
+        f"Synthetic sample scene, settings {f['settings']}; load average before {f['load_before']}, after "
+        f"{f['load_after']} on {f.get('machine', 'this machine')} (2 cores; other jobs running make timings noisy). "
+        "Measured side by side in one run.",
+        "",
+        "| figure | value | target |",
+        "|---|---|---|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        "",
+    ]
+    (RESULTS / "region.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
