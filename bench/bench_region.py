@@ -48,26 +48,11 @@ def scene_inputs(folder: str, size: int, seed: int = 42):
 
 
 def make_package(path: str, tile: int, overlap: int) -> str:
-    """An untrained tiny FusionSA-SegFormer package (paper bands, identity normalisation)."""
-    import torch
-    from rts_fusion.core.features import FEATURES, PAPER
-    from rts_fusion.models.card import ModelCard, Normalization
-    from rts_fusion.models.config import ModelConfig
+    """An untrained tiny FusionSA-SegFormer package (bench_detect's model: paper bands, identity normalisation)."""
+    from bench_detect import make_model
     from rts_fusion.models.package import save_package
-    from rts_fusion.models.registry import build_model
 
-    torch.manual_seed(0)
-    cfg = ModelConfig("fusion_sa_segformer", len(PAPER), encoder="tiny", decoder_dim=32)
-    card = ModelCard(
-        cfg,
-        PAPER,
-        tuple(FEATURES[b].group for b in PAPER),
-        Normalization(mean=(0.0,) * len(PAPER), std=(1.0,) * len(PAPER)),
-        10.0,
-        tile_size=tile,
-        overlap=overlap,
-    )
-    save_package(path, build_model(cfg).eval(), card)
+    save_package(path, *make_model("tiny", tile, overlap))
     return path
 
 

@@ -541,13 +541,18 @@ def merge_polygons(parts: list[str], output: str, crs_wkt: str, layer_name: str 
 # ---------------------------------------------------------------------------------------------------- mosaics
 
 
-def _build_vrt(path: str, sources: Sequence[str], what: str) -> str:
-    """A VRT mosaic of rasters (written beside `path`, moved into place), with the first one's names and tags."""
+def _build_vrt(
+    path: str, sources: Sequence[str], what: str, bounds: tuple[float, float, float, float] | None = None
+) -> str:
+    """A VRT mosaic of rasters (written beside `path`, moved into place), with the first one's names and tags.
+
+    `bounds` (xmin, ymin, xmax, ymax) fixes its extent (the region's grid, whichever units exist).
+    """
     from osgeo import gdal
 
     gdal.UseExceptions()
     with AtomicOutput(path, what) as tmp:
-        ds = gdal.BuildVRT(tmp, sources)
+        ds = gdal.BuildVRT(tmp, list(sources), outputBounds=bounds)
         if ds is None:
             raise RtsFusionError(f"Cannot build the {what} mosaic '{path}'.")
         with contextlib.suppress(RuntimeError):
@@ -847,10 +852,14 @@ def map_region(
                 "No unit of the region could be mapped"
                 + (f": {failed[0][1]}" if failed else " (every unit holds no valid pixel).")
             )
+
+        def path(name: str) -> str:
+            return os.path.join(folder, name)
+
         mosaics = (
-            _build_vrt(os.path.join(folder, "probability.vrt"), [j.paths().probability for j in mapped], "probability"),
-            _build_vrt(os.path.join(folder, "mask.vrt"), [j.paths().mask for j in mapped], "mask"),
-            _build_vrt(os.path.join(folder, "stack.vrt"), [j.paths().stack for j in mapped], "fused stack"),
+            _build_vrt(path("probability.vrt"), [j.paths().probability for j in mapped], "probability", grid.bounds),
+            _build_vrt(path("mask.vrt"), [j.paths().mask for j in mapped], "mask", grid.bounds),
+            _build_vrt(path("stack.vrt"), [j.paths().stack for j in mapped], "fused stack", grid.bounds),
         )
         parts_dir = tempfile.mkdtemp(prefix=".polygons_", dir=folder)
         try:

@@ -16,7 +16,7 @@ from qgis.core import (
 
 from ..core.errors import RtsFusionError
 from .common import RtsAlgorithm, layer_path, optional_number, require_model_runtime, run_core, style_on_load
-from .params import MODEL_HELP, add_device_parameter, add_model_file_parameter, device_choice
+from .params import MODEL_HELP, add_device_parameter, add_model_file_parameter, add_threshold_parameter, device_choice
 
 
 class DetectAlgorithm(RtsAlgorithm):
@@ -68,17 +68,7 @@ class DetectAlgorithm(RtsAlgorithm):
                 self.BATCH_SIZE, "Batch size (tiles)", QgsProcessingParameterNumber.Type.Integer, 4, False, 1, 256
             )
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                "Threshold (empty: the model's)",
-                QgsProcessingParameterNumber.Type.Double,
-                None,
-                True,
-                0.0,
-                1.0,
-            )
-        )
+        add_threshold_parameter(self, self.THRESHOLD)
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty: whole stack)", optional=True))
         advanced = [
             QgsProcessingParameterNumber(

@@ -28,7 +28,7 @@ from ..pipeline.map_slumps import MapInputs, MapOptions
 from ..pipeline.region import RegionOptions, geoparquet_supported, input_raster, map_region
 from .common import layer_path, optional_number, require_deep_learning, run_core, style_on_load
 from .fusion_inputs import FusionInputsAlgorithm
-from .params import add_device_parameter, device_choice, vector_path
+from .params import add_device_parameter, add_min_area_parameter, add_threshold_parameter, device_choice, vector_path
 
 
 class MapRegionAlgorithm(FusionInputsAlgorithm):
@@ -109,22 +109,8 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
             )
         )
         add_device_parameter(self, self.DEVICE)
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                "Threshold (empty: the model's)",
-                QgsProcessingParameterNumber.Type.Double,
-                None,
-                True,
-                0.0,
-                1.0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.MIN_AREA, "Minimum slump area (m²)", QgsProcessingParameterNumber.Type.Double, 1000.0, False, 0.0
-            )
-        )
+        add_threshold_parameter(self, self.THRESHOLD)
+        add_min_area_parameter(self, self.MIN_AREA)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.UNIT_SIZE, "Unit size (pixels)", QgsProcessingParameterNumber.Type.Integer, 4096, False, 64

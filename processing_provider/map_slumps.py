@@ -6,7 +6,6 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterVectorDestination,
 )
@@ -15,7 +14,14 @@ from ..core.errors import RtsFusionError
 from ..pipeline.map_slumps import MapInputs, MapOptions, MapOutputs, map_slumps
 from .common import optional_number, require_model_runtime, run_core, style_on_load
 from .fusion_inputs import FusionInputsAlgorithm
-from .params import MODEL_HELP, add_device_parameter, add_model_file_parameter, device_choice
+from .params import (
+    MODEL_HELP,
+    add_device_parameter,
+    add_min_area_parameter,
+    add_model_file_parameter,
+    add_threshold_parameter,
+    device_choice,
+)
 
 
 class MapSlumpsAlgorithm(FusionInputsAlgorithm):
@@ -54,22 +60,8 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         add_model_file_parameter(self, self.MODEL)
         self.add_input_parameters(with_features=False)
         add_device_parameter(self, self.DEVICE)
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                "Threshold (empty: the model's)",
-                QgsProcessingParameterNumber.Type.Double,
-                None,
-                True,
-                0.0,
-                1.0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.MIN_AREA, "Minimum slump area (m²)", QgsProcessingParameterNumber.Type.Double, 1000.0, False, 0.0
-            )
-        )
+        add_threshold_parameter(self, self.THRESHOLD)
+        add_min_area_parameter(self, self.MIN_AREA)
         self.addParameter(QgsProcessingParameterRasterDestination(self.STACK, "Fused stack"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.PROBABILITY, "Slump probability"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.MASK, "Slump mask"))

@@ -20,6 +20,7 @@ from qgis.core import (
     QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
     QgsProperty,
     QgsWkbTypes,
 )
@@ -72,6 +73,24 @@ def add_model_file_parameter(alg: QgsProcessingAlgorithm, name: str = "MODEL") -
     """The model file for mapping: a .safetensors package or an exported .onnx model."""
     alg.addParameter(
         QgsProcessingParameterFile(name, "Model (.safetensors package or exported .onnx)", fileFilter=MODEL_FILTER)
+    )
+
+
+def add_threshold_parameter(alg: QgsProcessingAlgorithm, name: str = "THRESHOLD") -> None:
+    """The optional decision threshold (0–1); empty uses the model card's."""
+    alg.addParameter(
+        QgsProcessingParameterNumber(
+            name, "Threshold (empty: the model's)", QgsProcessingParameterNumber.Type.Double, None, True, 0.0, 1.0
+        )
+    )
+
+
+def add_min_area_parameter(alg: QgsProcessingAlgorithm, name: str = "MIN_AREA") -> None:
+    """The minimum slump area in m², default 1000."""
+    alg.addParameter(
+        QgsProcessingParameterNumber(
+            name, "Minimum slump area (m²)", QgsProcessingParameterNumber.Type.Double, 1000.0, False, 0.0
+        )
     )
 
 

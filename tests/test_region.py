@@ -141,6 +141,21 @@ def test_a_worker_killed_during_a_unit_is_retried(training_stack, tiny_model, cl
     assert polygon_areas(result.polygons) == single[1]
 
 
+def test_a_unit_that_keeps_failing_is_reported_and_the_rest_completes(training_stack, tiny_model, cluster, single,
+                                                                      tmp_path):  # fmt: skip
+    folder = tmp_path / "out"
+    (folder / "units").mkdir(parents=True)
+    (folder / "units" / "r0001_c0001").write_text("not a folder")  # the unit cannot write its files
+    opts = RegionOptions(unit_size=UNIT, scheduler=cluster.scheduler_address, retries=1)
+    result = map_region(scene_inputs(training_stack), tiny_model, str(folder), single[3], opts)
+    assert [unit for unit, _ in result.failed] == ["r0001_c0001"] and "r0001_c0001" in result.failed[0][1]
+    assert result.done == 8
+    prob = read_mosaic(result.probability)
+    assert (prob[128:256, 128:256] < 0).all() and (prob[:128] >= 0).all()  # the failed unit is nodata
+    table = open(result.status).read()
+    assert "r0001_c0001,failed," in table and table.count(",done,") == 8
+
+
 def write_aoi(path: str, transform, crs_wkt: str, rings: list[list[tuple[int, int]]]) -> str:
     """A GeoPackage of polygons given as rings of (column, row) pixel corners of the grid."""
     srs = osr.SpatialReference()
