@@ -49,10 +49,16 @@ def scene_inputs(folder: str, size: int, seed: int = 42):
 
 def make_package(path: str, tile: int, overlap: int) -> str:
     """An untrained tiny FusionSA-SegFormer package (bench_detect's model: paper bands, identity normalisation)."""
+    from dataclasses import replace
+
     from bench_detect import make_model
+    from rts_fusion.models.card import CardMetrics, TrainingInfo
     from rts_fusion.models.package import save_package
 
-    save_package(path, *make_model("tiny", tile, overlap))
+    model, card = make_model("tiny", tile, overlap)
+    # A package needs the training record a trained model has (read back by every worker).
+    card = replace(card, training=TrainingInfo(epochs_run=1, best_epoch=1), metrics=CardMetrics(val={"f1": 0.0}))
+    save_package(path, model, card)
     return path
 
 
@@ -90,18 +96,18 @@ def run_region(inputs, model, folder, options, unit, address) -> tuple[float, ob
     return time.perf_counter() - t0, result
 
 
-def peak_memory(size: int, unit: int, tile: int, overlap: int) -> float:
+def peak_memory(size: int, unit: int, tile: int, overlap: int, threshold: float) -> float:
     """Peak RSS (MiB) of the busiest worker of a fresh 2-worker cluster mapping a scene of `size` px."""
     bench = os.path.dirname(os.path.abspath(__file__))
     code = (
         f"import sys; sys.path.insert(0, {bench!r}); import bench_region as b; "
-        f"b.memory_child({size}, {unit}, {tile}, {overlap})"
+        f"b.memory_child({size}, {unit}, {tile}, {overlap}, {threshold!r})"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
-def memory_child(size: int, unit: int, tile: int, overlap: int) -> None:
+def memory_child(size: int, unit: int, tile: int, overlap: int, threshold: float) -> None:
     import resource
 
     import_plugin()
@@ -134,12 +140,17 @@ def main() -> None:
 
     load = os.getloadavg()
     figures: dict = {"settings": vars(args), "load_before": [round(v, 2) for v in load]}
+    figures["threshold"] = None
     with tempfile.TemporaryDirectory() as tmp:
         inputs = scene_inputs(os.path.join(tmp, "scene"), args.size)
         model = make_package(os.path.join(tmp, "m.safetensors"), args.tile, args.overlap)
-        options = MapOptions(device="cpu", threshold=0.5, min_area_m2=0)
         loaded = load_model(model)
         single_out = MapOutputs(*(os.path.join(tmp, "single", n) for n in ("s.tif", "p.tif", "m.tif", "s.gpkg")))
+        # The untrained model's probabilities are near-uniform: its top 0.5 % of pixels make small slump-like
+        # objects (at 0.5 the whole scene would be one object, unlike real maps).
+        first = map_slumps(inputs, loaded, single_out, MapOptions(device="cpu"))
+        prob = read(first.probability)
+        options = MapOptions(device="cpu", threshold=float(np.quantile(prob[prob >= 0], 0.995)), min_area_m2=0)
         t0 = time.perf_counter()
         single = map_slumps(inputs, loaded, single_out, options)
         t_single = time.perf_counter() - t0
@@ -164,6 +175,7 @@ def main() -> None:
             client2.close()
             cluster2.close()
 
+        figures["threshold"] = options.threshold
         p_single, p_region = read(single.probability), read(units_2.probability)
         valid = p_single >= 0
         m_single, m_region = read(single.mask), read(units_2.mask)

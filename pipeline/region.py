@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -125,7 +126,7 @@ class UnitJob:
             "halo": self.unit.halo,
             "core": self.unit.core,
             "model": [model, stat.st_size if stat else 0, stat.st_mtime if stat else 0],
-            "options": repr(replace(self.options, device="")),
+            "options": repr(replace(self.options, device="auto")),  # any device gives the same map
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -559,8 +560,12 @@ def _build_vrt(
             first = gdal.Open(sources[0])
             ds.SetMetadata(first.GetMetadata())
             for i in range(1, ds.RasterCount + 1):
-                ds.GetRasterBand(i).SetDescription(first.GetRasterBand(i).GetDescription())
-                ds.GetRasterBand(i).SetMetadata(first.GetRasterBand(i).GetMetadata())
+                band, src = ds.GetRasterBand(i), first.GetRasterBand(i)
+                band.SetDescription(src.GetDescription())
+                band.SetMetadata(src.GetMetadata())
+                if src.GetScale() is not None:  # DN → reflectance of the scenes (all alike, as a mosaic needs)
+                    band.SetScale(src.GetScale())
+                    band.SetOffset(src.GetOffset() or 0.0)
             first = None
         ds = None
     return path
@@ -806,11 +811,13 @@ def map_region(
         if todo:
             from distributed import as_completed
 
+            run = uuid.uuid4().hex[:8]  # task keys unique to this run (the dashboard shows the unit ids)
+
             futures = {
                 client.submit(
                     run_unit,
                     j,
-                    key=f"rtsfusion-unit-{j.id}-{os.path.basename(folder)}",
+                    key=f"rtsfusion-unit-{j.id}-{run}",
                     retries=region.retries,
                     pure=False,
                 ): j

@@ -31,16 +31,34 @@ def cluster():
         yield c
 
 
-def clear_threshold(prob: np.ndarray, lo: float = 0.45, hi: float = 0.65) -> float:
-    """The middle of the widest gap between probabilities in [lo, hi]: no pixel lies near this threshold.
+def border_slumps(prob: np.ndarray, threshold: float) -> int:
+    """Objects of the thresholded probability that cross a unit border (4-connected, as polygonised)."""
+    from scipy import ndimage
 
-    Float rounding (about 1e-4 here) can move a pixel across a threshold it nearly touches; with none near it,
-    the masks and polygons of a region run and of a single run must be identical.
+    labels, _ = ndimage.label(prob >= threshold)
+    crossing = set()
+    for b in range(UNIT, max(prob.shape), UNIT):
+        for a, c in ((labels[b - 1], labels[b]), (labels[:, b - 1], labels[:, b])):
+            crossing |= set(a[(a == c) & (a > 0)].tolist())
+    return len(crossing)
+
+
+def clear_threshold(prob: np.ndarray) -> tuple[float, float, int]:
+    """A threshold no pixel is near, with slumps across unit borders: (threshold, gap, border slumps).
+
+    Float rounding (about 1e-4 here) can move a pixel across a threshold it nearly touches; with none near it, the
+    masks and polygons of a region run and of a single run must be identical. Of the middles of the widest gaps
+    between probabilities in a few ranges, the one with the widest gap among those cutting a slump is taken.
     """
-    v = np.unique(prob[(prob >= lo) & (prob <= hi)])
-    gaps = np.diff(v)
-    i = int(gaps.argmax())
-    return float((v[i] + v[i + 1]) / 2)
+    found = []
+    for lo, hi in ((0.35, 0.45), (0.3, 0.4), (0.4, 0.5), (0.45, 0.55), (0.5, 0.65)):
+        v = np.unique(prob[(prob >= lo) & (prob <= hi)])
+        gaps = np.diff(v)
+        i = int(gaps.argmax())
+        t = float((v[i] + v[i + 1]) / 2)
+        found.append((float(gaps[i]), t, border_slumps(prob, t)))
+    gap, t, crossing = max(f for f in found if f[2] > 0)
+    return t, gap, crossing
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +67,12 @@ def single(training_stack, tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("single")
     first = map_slumps(scene_inputs(training_stack), tiny_model, outputs_in(folder), OPTIONS)
     with rasterio.open(first.probability) as ds:
-        threshold = clear_threshold(ds.read(1))
+        threshold, gap, crossing = clear_threshold(ds.read(1))
+    assert gap / 2 > 2e-4 and crossing > 0  # no pixel within 2e-4 of the threshold; slumps cut by unit borders
     options = replace(OPTIONS, threshold=threshold)
     result = map_slumps(scene_inputs(training_stack), tiny_model, outputs_in(folder), options)
     with rasterio.open(result.probability) as ds:
         prob = ds.read(1)
-    assert np.abs(prob - threshold).min() > 2 * TOLERANCE / 10
     return prob, polygon_areas(result.polygons), ds.transform, options
 
 
@@ -89,9 +107,7 @@ def test_region_equals_a_single_run(single, region):
     assert np.abs(mosaic[valid] - prob[valid]).max() < TOLERANCE
     # Slumps across unit borders are one polygon each: the same objects, areas and count as the single run.
     assert polygon_areas(result.polygons) == areas and result.count == len(areas) > 0
-    with rasterio.open(result.mask) as m:
-        crossing = m.read(1) == 1
-    assert crossing[UNIT - 1].any() or crossing[:, UNIT - 1].any()  # the test is meaningful: a slump at a border
+    assert border_slumps(mosaic, single[3].threshold) > 0  # meaningful: slumps cut by unit borders are whole
     rows = open(result.status).read().splitlines()
     assert len(rows) == 10 and all(",done," in r for r in rows[1:])
 
@@ -231,8 +247,7 @@ def test_mapregion_algorithm_mosaics_scenes_and_maps_on_a_local_cluster(provider
             profile = {**src.profile, "width": win.width, "height": win.height, "transform": src.window_transform(win)}
             with rasterio.open(tmp_path / name, "w", **profile) as dst:
                 dst.write(src.read(window=win))
-                dst.descriptions = src.descriptions
-                dst.update_tags(**src.tags())
+                dst.descriptions, dst.scales, dst.offsets = src.descriptions, src.scales, src.offsets
             halves.append(str(tmp_path / name))
     inputs = scene_inputs(training_stack).fusion
     out = str(tmp_path / "region")
