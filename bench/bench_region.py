@@ -202,8 +202,8 @@ def main() -> None:
             "throughput_ratio_2_vs_1": round(t_units_1 / t_units_2, 3),
         }
     small, large = (
-        peak_memory(args.size, args.unit, args.tile, args.overlap),
-        peak_memory(2 * args.size, args.unit, args.tile, args.overlap),
+        peak_memory(args.size, args.unit, args.tile, args.overlap, options.threshold),
+        peak_memory(2 * args.size, args.unit, args.tile, args.overlap, options.threshold),
     )
     figures["memory"] = {
         "peak_rss_per_worker_mib_1x": round(small, 1),

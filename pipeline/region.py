@@ -324,8 +324,10 @@ def _worker_device(device: str) -> str:
     """On a machine with several GPUs, give each local worker its own (by the worker's number)."""
     if device == "cpu":
         return device
-    import torch
-
+    try:
+        import torch
+    except ImportError:  # ONNX Runtime mapping without torch: its own provider choice applies
+        return device
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count > 1:
         with contextlib.suppress(ValueError, ImportError):
@@ -775,12 +777,7 @@ def map_region(
             "GeoParquet was asked for, but this GDAL has no Parquet driver (GDAL 3.5 or later built with Arrow is "
             "needed). The polygons are written as a GeoPackage; convert it elsewhere or untick GeoParquet."
         )
-    from ..models.package import read_card
-
-    try:
-        card = read_card(model)
-    except (OSError, ValueError) as exc:
-        raise RtsFusionError(f"Cannot read the model package '{model}': {exc}") from exc
+    card = load_model(model).card  # a package or an exported model, whichever backend maps it
     if "LST_ANOMALY" in card.bands:
         raise RtsFusionError(
             "The model uses LST_ANOMALY, whose scene mean and spread would differ from unit to unit; region "
