@@ -15,7 +15,6 @@ from qgis.core import (
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -26,9 +25,17 @@ from qgis.core import (
 from ..core.errors import RtsFusionError
 from ..pipeline.map_slumps import MapInputs, MapOptions
 from ..pipeline.region import RegionOptions, geoparquet_supported, input_raster, map_region
-from .common import layer_path, optional_number, require_deep_learning, run_core, style_on_load
+from .common import layer_path, optional_number, require_model_runtime, run_core, style_on_load
 from .fusion_inputs import FusionInputsAlgorithm
-from .params import add_device_parameter, add_min_area_parameter, add_threshold_parameter, device_choice, vector_path
+from .params import (
+    MODEL_HELP,
+    add_device_parameter,
+    add_min_area_parameter,
+    add_model_file_parameter,
+    add_threshold_parameter,
+    device_choice,
+    vector_path,
+)
 
 
 class MapRegionAlgorithm(FusionInputsAlgorithm):
@@ -73,7 +80,8 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
             "Tiles lie on one lattice over the whole region, so the probabilities equal a single run's over the "
             "same area (up to float rounding). Slumps are then polygonised across units: a slump cut by a unit "
             "border is one polygon, never split or duplicated, with the attributes 'Map thaw slumps' gives.<br><br>"
-            "Inputs: the optical, thermal and DEM layers as in 'Map thaw slumps'; further scenes of each "
+            + MODEL_HELP
+            + "Inputs: the optical, thermal and DEM layers as in 'Map thaw slumps'; further scenes of each "
             "(MORE_OPTICAL, MORE_THERMAL, MORE_DEM) are mosaicked with them into a VRT. AOI (optional polygon "
             "layer): the grid is cut to its bounding box and only units meeting its polygons are mapped.<br><br>"
             "Engine: WORKERS local worker processes (0, the default: one per GPU, else one per CPU core), each "
@@ -91,9 +99,7 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
-        self.addParameter(
-            QgsProcessingParameterFile(self.MODEL, "Model package (.safetensors)", extension="safetensors")
-        )
+        add_model_file_parameter(self, self.MODEL)
         self.add_input_parameters(with_features=False)
         for name, label in (
             (self.MORE_OPTICAL, "Further optical scenes (mosaicked with the optical image)"),
@@ -163,7 +169,8 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
-        require_deep_learning()
+        model = self.parameterAsFile(parameters, self.MODEL, context)
+        require_model_runtime(model)
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         fusion, grid, radius = self.read_inputs(parameters, context)
         optical = self._mosaic(parameters, context, fusion.optical, self.MORE_OPTICAL, "optical", folder)
@@ -197,7 +204,6 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
             )
         except RtsFusionError as exc:
             raise QgsProcessingException(str(exc)) from exc
-        model = self.parameterAsFile(parameters, self.MODEL, context)
         result = run_core(
             feedback, map_region, MapInputs(fusion, grid, radius), model, folder, options, region, log=feedback.pushInfo
         )

@@ -11,11 +11,19 @@ import pytest
 import rasterio
 from osgeo import ogr, osr
 from rts_fusion.core.errors import OperationCanceled
-from rts_fusion.pipeline.map_slumps import MapOptions, map_slumps
+from rts_fusion.core.synthetic import sample_inputs
+from rts_fusion.pipeline.map_slumps import MapInputs, MapOptions, map_slumps
 from rts_fusion.pipeline.region import RegionOptions, map_region, read_status
-from test_pipeline import outputs_in, scene_inputs  # tests/ is on sys.path (prepend import mode)
+from test_pipeline import outputs_in  # tests/ is on sys.path (prepend import mode)
 
 pytestmark = pytest.mark.dask
+
+
+@pytest.fixture(scope="module")
+def inputs(training_scene) -> MapInputs:
+    """The scene the session's tiny model was trained on (384 px)."""
+    return MapInputs(sample_inputs(training_scene))
+
 
 UNIT = 128  # the 384 px training scene in 3 × 3 units; its slumps cross unit borders
 TOLERANCE = 1e-3  # max |Δp| allowed between a region run and a single run (float rounding: ~1e-4 seen)
@@ -62,26 +70,26 @@ def clear_threshold(prob: np.ndarray) -> tuple[float, float, int]:
 
 
 @pytest.fixture(scope="module")
-def single(training_stack, tiny_model, tmp_path_factory):
+def single(inputs, tiny_model, tmp_path_factory):
     """mapslumps over the whole scene at a threshold no pixel is near: (probability, areas, transform, options)."""
     folder = tmp_path_factory.mktemp("single")
-    first = map_slumps(scene_inputs(training_stack), tiny_model, outputs_in(folder), OPTIONS)
+    first = map_slumps(inputs, tiny_model, outputs_in(folder), OPTIONS)
     with rasterio.open(first.probability) as ds:
         threshold, gap, crossing = clear_threshold(ds.read(1))
     assert gap / 2 > 2e-4 and crossing > 0  # no pixel within 2e-4 of the threshold; slumps cut by unit borders
     options = replace(OPTIONS, threshold=threshold)
-    result = map_slumps(scene_inputs(training_stack), tiny_model, outputs_in(folder), options)
+    result = map_slumps(inputs, tiny_model, outputs_in(folder), options)
     with rasterio.open(result.probability) as ds:
         prob = ds.read(1)
     return prob, polygon_areas(result.polygons), ds.transform, options
 
 
 @pytest.fixture(scope="module")
-def region(training_stack, tiny_model, cluster, single, tmp_path_factory):
+def region(inputs, tiny_model, cluster, single, tmp_path_factory):
     """A region run in units of 128 px on the 2-process cluster: its folder and result."""
     folder = str(tmp_path_factory.mktemp("region"))
     opts = RegionOptions(unit_size=UNIT, scheduler=cluster.scheduler_address)
-    return folder, map_region(scene_inputs(training_stack), tiny_model, folder, single[3], opts)
+    return folder, map_region(inputs, tiny_model, folder, single[3], opts)
 
 
 def polygon_areas(path: str) -> list[float]:
@@ -112,20 +120,20 @@ def test_region_equals_a_single_run(single, region):
     assert len(rows) == 10 and all(",done," in r for r in rows[1:])
 
 
-def test_rerun_resumes_only_the_removed_units(training_stack, tiny_model, cluster, region, single):
+def test_rerun_resumes_only_the_removed_units(inputs, tiny_model, cluster, region, single):
     folder, first = region
     for uid in ("r0001_c0001", "r0002_c0000"):
         os.remove(os.path.join(folder, "units", uid, "probability.tif"))
     before = os.path.getmtime(os.path.join(folder, "units", "r0000_c0000", "probability.tif"))
     opts = RegionOptions(unit_size=UNIT, scheduler=cluster.scheduler_address)
-    again = map_region(scene_inputs(training_stack), tiny_model, folder, single[3], opts)
+    again = map_region(inputs, tiny_model, folder, single[3], opts)
     assert (again.done, again.resumed) == (2, 7)
     assert os.path.getmtime(os.path.join(folder, "units", "r0000_c0000", "probability.tif")) == before
     np.testing.assert_array_equal(read_mosaic(again.probability), read_mosaic(first.probability))
     assert polygon_areas(again.polygons) == single[1]
 
 
-def test_a_worker_killed_during_a_unit_is_retried(training_stack, tiny_model, cluster, single, tmp_path):
+def test_a_worker_killed_during_a_unit_is_retried(inputs, tiny_model, cluster, single, tmp_path):
     folder = str(tmp_path)
     killed: list[str] = []
 
@@ -144,7 +152,7 @@ def test_a_worker_killed_during_a_unit_is_retried(training_stack, tiny_model, cl
     killer = threading.Thread(target=kill_first_running)
     killer.start()
     opts = RegionOptions(unit_size=UNIT, scheduler=cluster.scheduler_address, retries=2)
-    result = map_region(scene_inputs(training_stack), tiny_model, folder, single[3], opts)
+    result = map_region(inputs, tiny_model, folder, single[3], opts)
     killer.join()
     assert killed, "no unit was seen running"
     assert result.done == 9 and not result.failed
@@ -157,13 +165,13 @@ def test_a_worker_killed_during_a_unit_is_retried(training_stack, tiny_model, cl
     assert polygon_areas(result.polygons) == single[1]
 
 
-def test_a_unit_that_keeps_failing_is_reported_and_the_rest_completes(training_stack, tiny_model, cluster, single,
+def test_a_unit_that_keeps_failing_is_reported_and_the_rest_completes(inputs, tiny_model, cluster, single,
                                                                       tmp_path):  # fmt: skip
     folder = tmp_path / "out"
     (folder / "units").mkdir(parents=True)
     (folder / "units" / "r0001_c0001").write_text("not a folder")  # the unit cannot write its files
     opts = RegionOptions(unit_size=UNIT, scheduler=cluster.scheduler_address, retries=1)
-    result = map_region(scene_inputs(training_stack), tiny_model, str(folder), single[3], opts)
+    result = map_region(inputs, tiny_model, str(folder), single[3], opts)
     assert [unit for unit, _ in result.failed] == ["r0001_c0001"] and "r0001_c0001" in result.failed[0][1]
     assert result.done == 8
     prob = read_mosaic(result.probability)
@@ -187,22 +195,21 @@ def write_aoi(path: str, transform, crs_wkt: str, rings: list[list[tuple[int, in
     return path
 
 
-def test_area_of_interest_maps_only_the_units_it_meets(training_stack, tiny_model, cluster, single, tmp_path):
+def test_area_of_interest_maps_only_the_units_it_meets(inputs, tiny_model, cluster, single, tmp_path):
     transform = single[2]
-    with rasterio.open(os.path.join(os.path.dirname(training_stack[0]), "optical.tif")) as ds:
+    with rasterio.open(inputs.fusion.optical) as ds:
         crs = ds.crs.to_wkt()
     # An L over the top-left 256 × 256 px: its bounding box holds 4 units, the bottom-right one misses the L.
     ell = [(0, 0), (256, 0), (256, 120), (120, 120), (120, 256), (0, 256)]
     aoi = write_aoi(str(tmp_path / "aoi.gpkg"), transform, crs, [ell])
     opts = RegionOptions(unit_size=UNIT, scheduler=cluster.scheduler_address, aoi=aoi)
-    result = map_region(scene_inputs(training_stack), tiny_model, str(tmp_path / "out"), OPTIONS, opts)
+    result = map_region(inputs, tiny_model, str(tmp_path / "out"), OPTIONS, opts)
     assert (result.units, result.done, result.outside) == (4, 3, 1)
     # The mapped units equal a single run over the AOI's bounding box (the region's grid is cut to it).
     x0, y1 = transform * (0, 256)
     x1, y0 = transform * (256, 0)
-    inputs = scene_inputs(training_stack)
-    inputs = type(inputs)(inputs.fusion, type(inputs.grid)(extent=(x0, y1, x1, y0)))
-    box = map_slumps(inputs, tiny_model, outputs_in(tmp_path), OPTIONS)
+    box_inputs = MapInputs(inputs.fusion, type(inputs.grid)(extent=(x0, y1, x1, y0)))
+    box = map_slumps(box_inputs, tiny_model, outputs_in(tmp_path), OPTIONS)
     with rasterio.open(result.probability) as ds, rasterio.open(box.probability) as ref:
         assert ds.transform == ref.transform
         part, expected = ds.read(1), ref.read(1)
@@ -212,13 +219,13 @@ def test_area_of_interest_maps_only_the_units_it_meets(training_stack, tiny_mode
     assert np.abs(part[mapped] - expected[mapped]).max() < TOLERANCE
 
 
-def test_cancel_stops_the_work_and_a_rerun_completes(training_stack, tiny_model, cluster, tmp_path):
+def test_cancel_stops_the_work_and_a_rerun_completes(inputs, tiny_model, cluster, tmp_path):
     folder = str(tmp_path)
     seen: list[float] = []
     opts = RegionOptions(unit_size=UNIT, scheduler=cluster.scheduler_address)
     with pytest.raises(OperationCanceled):
         map_region(
-            scene_inputs(training_stack),
+            inputs,
             tiny_model,
             folder,
             OPTIONS,
@@ -230,16 +237,16 @@ def test_cancel_stops_the_work_and_a_rerun_completes(training_stack, tiny_model,
     time.sleep(1.0)  # cancelled tasks that were already running finish or stop
     done = [n for n in os.listdir(os.path.join(folder, "units")) if n.endswith(".json")]
     assert 1 <= len(done) < 9
-    result = map_region(scene_inputs(training_stack), tiny_model, folder, OPTIONS, opts)
+    result = map_region(inputs, tiny_model, folder, OPTIONS, opts)
     assert result.resumed >= 1 and result.done + result.resumed == 9
 
 
-def test_mapregion_algorithm_mosaics_scenes_and_maps_on_a_local_cluster(provider, training_stack, tiny_model, single,
+def test_mapregion_algorithm_mosaics_scenes_and_maps_on_a_local_cluster(provider, inputs, tiny_model, single,
                                                                         tmp_path):  # fmt: skip
     import processing
 
     # The optical image as two scenes (west and east halves): the algorithm mosaics them into a VRT.
-    optical = os.path.join(os.path.dirname(training_stack[0]), "optical.tif")
+    optical = inputs.fusion.optical
     halves = []
     with rasterio.open(optical) as src:
         for name, col in (("west.tif", 0), ("east.tif", src.width // 2)):
@@ -249,7 +256,6 @@ def test_mapregion_algorithm_mosaics_scenes_and_maps_on_a_local_cluster(provider
                 dst.write(src.read(window=win))
                 dst.descriptions, dst.scales, dst.offsets = src.descriptions, src.scales, src.offsets
             halves.append(str(tmp_path / name))
-    inputs = scene_inputs(training_stack).fusion
     out = str(tmp_path / "region")
     res = processing.run(
         "rtsfusion:mapregion",
@@ -257,9 +263,9 @@ def test_mapregion_algorithm_mosaics_scenes_and_maps_on_a_local_cluster(provider
             "MODEL": tiny_model,
             "OPTICAL": halves[0],
             "MORE_OPTICAL": [halves[1]],
-            "THERMAL": inputs.thermal,
-            "DEM": inputs.dem,
-            "TEMPERATURE_SERIES": inputs.temperature_series,
+            "THERMAL": inputs.fusion.thermal,
+            "DEM": inputs.fusion.dem,
+            "TEMPERATURE_SERIES": inputs.fusion.temperature_series,
             "SENSOR": 0,
             **{f"BAND_{k}": i for i, k in enumerate(("BLUE", "GREEN", "RED", "NIR", "SWIR1", "SWIR2"), start=1)},
             "DEVICE": 1,
