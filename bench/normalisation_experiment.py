@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=384, help="synthetic scene side (px)")
     parser.add_argument("--regions", type=int, default=3)
     parser.add_argument("--no-peel", action="store_true")
+    parser.add_argument("--no-synthetic", action="store_true")
+    parser.add_argument("--name", default="normalisation", help="results name in bench/results")
     args = parser.parse_args()
     args.argv, args.cpus = sys.argv[1:], os.cpu_count()
     import_plugin()
@@ -219,7 +221,7 @@ def main() -> None:
                       device="cpu", split="random")  # fmt: skip
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="normalisation_"))
-    cases = [synthetic_case(tmp, args.size, args.regions)]
+    cases = [] if args.no_synthetic else [synthetic_case(tmp, args.size, args.regions)]
     if not args.no_peel:
         peel = peel_case(tmp)
         if peel is None:
@@ -236,10 +238,10 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     for s in summary:
         print(json.dumps(s))
-    write_markdown(RESULTS / "normalisation.md", summary, rows, cases, args, seconds)
-    save("normalisation", {"data": [c["name"] for c in cases], "settings": {k: v for k, v in vars(args).items()},
+    write_markdown(RESULTS / f"{args.name}.md", summary, rows, cases, args, seconds)
+    save(args.name, {"data": [c["name"] for c in cases], "settings": {k: v for k, v in vars(args).items()},
                            "summary": summary, "rows": rows, "seconds": round(seconds)})  # fmt: skip
-    print(f"saved {RESULTS / 'normalisation.md'} in {seconds / 60:.1f} min")
+    print(f"saved {RESULTS / args.name}.md in {seconds / 60:.1f} min")
 
 
 if __name__ == "__main__":
