@@ -47,17 +47,26 @@ def scene_inputs(folder: str, size: int, seed: int = 42):
     return MapInputs(fusion)
 
 
-def make_package(path: str, tile: int, overlap: int) -> str:
-    """An untrained tiny FusionSA-SegFormer package (bench_detect's model: paper bands, identity normalisation)."""
+def make_package(path: str, tile: int, overlap: int, stack: str | None = None) -> str:
+    """An untrained tiny FusionSA-SegFormer package (bench_detect's model; standardised with `stack`'s statistics)."""
     from dataclasses import replace
 
     from bench_detect import make_model
-    from rts_fusion.models.card import CardMetrics, TrainingInfo
+    from rts_fusion.models.card import CardMetrics, Normalization, TrainingInfo
     from rts_fusion.models.package import save_package
 
     model, card = make_model("tiny", tile, overlap)
     # A package needs the training record a trained model has (read back by every worker).
     card = replace(card, training=TrainingInfo(epochs_run=1, best_epoch=1), metrics=CardMetrics(val={"f1": 0.0}))
+    if stack:  # standardise with the scene's own statistics, or the untrained network saturates (p = 1 everywhere)
+        import rasterio
+
+        with rasterio.open(stack) as ds:
+            data = ds.read().astype(np.float64)
+            valid = (data != ds.nodata).all(axis=0)
+        mean = tuple(float(b[valid].mean()) for b in data)
+        std = tuple(float(b[valid].std() or 1.0) for b in data)
+        card = replace(card, normalization=Normalization(mean=mean, std=std))
     save_package(path, model, card)
     return path
 
@@ -96,18 +105,18 @@ def run_region(inputs, model, folder, options, unit, address) -> tuple[float, ob
     return time.perf_counter() - t0, result
 
 
-def peak_memory(size: int, unit: int, tile: int, overlap: int, threshold: float) -> float:
+def peak_memory(size: int, unit: int, model: str, threshold: float) -> float:
     """Peak RSS (MiB) of the busiest worker of a fresh 2-worker cluster mapping a scene of `size` px."""
     bench = os.path.dirname(os.path.abspath(__file__))
     code = (
         f"import sys; sys.path.insert(0, {bench!r}); import bench_region as b; "
-        f"b.memory_child({size}, {unit}, {tile}, {overlap}, {threshold!r})"
+        f"b.memory_child({size}, {unit}, {model!r}, {threshold!r})"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
-def memory_child(size: int, unit: int, tile: int, overlap: int, threshold: float) -> None:
+def memory_child(size: int, unit: int, model: str, threshold: float) -> None:
     import resource
 
     import_plugin()
@@ -115,12 +124,10 @@ def memory_child(size: int, unit: int, tile: int, overlap: int, threshold: float
 
     with tempfile.TemporaryDirectory() as tmp:
         inputs = scene_inputs(os.path.join(tmp, "scene"), size)
-        model = make_package(os.path.join(tmp, "m.safetensors"), tile, overlap)
         cluster, client = warm_cluster(2, model)
         try:
-            run_region(
-                inputs, model, os.path.join(tmp, "out"), MapOptions(device="cpu"), unit, cluster.scheduler_address
-            )
+            options = MapOptions(device="cpu", threshold=threshold, min_area_m2=0)
+            run_region(inputs, model, os.path.join(tmp, "out"), options, unit, cluster.scheduler_address)
             peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         finally:
             client.close()
@@ -144,10 +151,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = scene_inputs(os.path.join(tmp, "scene"), args.size)
         model = make_package(os.path.join(tmp, "m.safetensors"), args.tile, args.overlap)
-        loaded = load_model(model)
         single_out = MapOutputs(*(os.path.join(tmp, "single", n) for n in ("s.tif", "p.tif", "m.tif", "s.gpkg")))
-        # The untrained model's probabilities are near-uniform: its top 0.5 % of pixels make small slump-like
-        # objects (at 0.5 the whole scene would be one object, unlike real maps).
+        first = map_slumps(inputs, load_model(model), single_out, MapOptions(device="cpu"))
+        model = make_package(os.path.join(tmp, "m2.safetensors"), args.tile, args.overlap, first.stack)
+        loaded = load_model(model)
+        # The untrained model's probabilities are smooth noise: its top 0.5 % of pixels make small slump-like
+        # objects (as a real map has), for the polygon, overhead and memory figures.
         first = map_slumps(inputs, loaded, single_out, MapOptions(device="cpu"))
         prob = read(first.probability)
         options = MapOptions(device="cpu", threshold=float(np.quantile(prob[prob >= 0], 0.995)), min_area_m2=0)
@@ -176,6 +185,8 @@ def main() -> None:
             cluster2.close()
 
         figures["threshold"] = options.threshold
+        small = peak_memory(args.size, args.unit, model, options.threshold)
+        large = peak_memory(2 * args.size, args.unit, model, options.threshold)
         p_single, p_region = read(single.probability), read(units_2.probability)
         valid = p_single >= 0
         m_single, m_region = read(single.mask), read(units_2.mask)
@@ -201,10 +212,6 @@ def main() -> None:
             "region_2_workers_s": round(t_units_2, 2),
             "throughput_ratio_2_vs_1": round(t_units_1 / t_units_2, 3),
         }
-    small, large = (
-        peak_memory(args.size, args.unit, args.tile, args.overlap, options.threshold),
-        peak_memory(2 * args.size, args.unit, args.tile, args.overlap, options.threshold),
-    )
     figures["memory"] = {
         "peak_rss_per_worker_mib_1x": round(small, 1),
         "peak_rss_per_worker_mib_4x": round(large, 1),
