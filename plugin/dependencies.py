@@ -119,7 +119,7 @@ def check_dependencies() -> DependencyStatus:
 def install_commands(
     python: str, target: str, build: str = "cpu", numpy_version: str | None = None, system: str = sys.platform
 ) -> list[list[str]]:
-    """The pip command that installs the dependencies into `target`, resolved together in one run.
+    """The pip commands that install the dependencies into `target`: alternatives, the first that succeeds wins.
 
     Build "onnx" is the mapping-only stack (onnxruntime and scikit-image from PyPI, no torch).
 
@@ -157,12 +157,20 @@ def install_commands(
             raise ValueError("PyTorch has no CUDA builds for macOS; choose the CPU build.")
         return [[*pip, f"torch=={TORCH_VERSION}", *OTHER_REQUIREMENTS, pin]]
     torch = f"torch=={TORCH_VERSION}+{build}"
-    return [[*pip, torch, *OTHER_REQUIREMENTS, pin, "--extra-index-url", TORCH_INDEX.format(build=build)]]
+    # First without PyTorch's index: where pip already finds the labelled build (a local wheel, a company mirror) an
+    # unreachable index would cost seconds of retries for every package resolved; elsewhere this fails within
+    # seconds (PyPI has no labelled torch) and the second attempt adds the index.
+    plain = [*pip, torch, *OTHER_REQUIREMENTS, pin]
+    return [plain, [*plain, "--extra-index-url", TORCH_INDEX.format(build=build)]]
 
 
 @dataclass(frozen=True)
 class InstallPlan:
-    """One installation: pip commands that fill a staging folder beside the target, moved into place on success."""
+    """One installation: a staging folder beside the target, filled by pip, moved into place on success.
+
+    `commands` are alternative pip runs, tried in order with the folder emptied between them; the first that
+    succeeds fills it.
+    """
 
     python: str
     target: str
@@ -184,6 +192,15 @@ def plan_install(python: str, target: str, build: str = "cpu", numpy_version: st
     staging = tempfile.mkdtemp(prefix=".site-packages-installing-", dir=parent)
     commands = install_commands(python, staging, build, numpy_version)
     return InstallPlan(python, target, staging, tuple(tuple(c) for c in commands), build == MAPPING_BUILD)
+
+
+RETRY_MESSAGE = "pip could not install it that way; trying the next way (with PyTorch's package index)…"
+
+
+def empty_staging(plan: InstallPlan) -> None:
+    """Empty the staging folder before the next attempt (a failed pip run may have left part of its work)."""
+    shutil.rmtree(plan.staging, ignore_errors=True)
+    os.makedirs(plan.staging, exist_ok=True)
 
 
 def prune_never_private(folder: str) -> list[str]:
@@ -261,13 +278,18 @@ def install(plan: InstallPlan, log: Callable[[str], None] = print) -> list[str]:
         The problems (empty: installed and importing).
 
     """
-    for cmd in plan.commands:
+    for attempt, cmd in enumerate(plan.commands, 1):
         log("$ " + " ".join(cmd))
         done = subprocess.run(cmd, capture_output=True, text=True)
         log(done.stdout[-4000:] + done.stderr[-4000:])
-        if done.returncode != 0:
-            shutil.rmtree(plan.staging, ignore_errors=True)
-            return [f"pip failed (exit code {done.returncode}); see the log."]
+        if done.returncode == 0:
+            break
+        if attempt < len(plan.commands):
+            log(RETRY_MESSAGE)
+            empty_staging(plan)
+            continue
+        shutil.rmtree(plan.staging, ignore_errors=True)
+        return [f"pip failed (exit code {done.returncode}); see the log."]
     log(f"Removed from the folder (QGIS keeps its own): {', '.join(prune_never_private(plan.staging)) or 'nothing'}")
     return commit_install(plan, check_folder(plan.python, plan.staging, mapping_only=plan.mapping_only))
 
@@ -419,9 +441,15 @@ def make_install_dialog(parent=None):
                 )
                 self.install_button.setEnabled(True)
                 return
+            if code != 0 and self.queue:
+                self.log.appendPlainText(RETRY_MESSAGE)
+                empty_staging(self.plan)
+                self._next()
+                return
             if code != 0:
                 self._failed(None)
                 return
+            self.queue.clear()  # one attempt succeeded: the others are alternatives, not further steps
             self._next()
 
         def _failed(self, _error) -> None:

@@ -118,8 +118,23 @@ def test_import_check_runs_in_a_subprocess_and_the_private_folder_wins(tmp_path)
     assert "version" in report["modules"]["numpy"] and str(tmp_path) not in report["modules"]["numpy"]["file"]
 
 
+def test_install_tries_the_next_command_on_an_emptied_staging_folder(tmp_path, monkeypatch):
+    target = tmp_path / "rts_fusion" / "site-packages"
+    plan = deps.plan_install(sys.executable, str(target), numpy_version="1.24.2")
+    leave_part = f"open({os.path.join(plan.staging, 'half.py')!r}, 'w').close(); raise SystemExit(1)"
+    ok = os.path.join(plan.staging, "ok.py")
+    seen = f"import os; open({ok!r}, 'w').write(repr(sorted(os.listdir({plan.staging!r}))))"
+    attempts = ((sys.executable, "-c", leave_part), (sys.executable, "-c", seen), (sys.executable, "-c", "1/0"))
+    monkeypatch.setattr(deps, "check_folder", lambda *_a, **_k: {"ok": True})
+    log: list[str] = []
+    assert deps.install(deps.InstallPlan(plan.python, plan.target, plan.staging, attempts), log=log.append) == []
+    assert deps.RETRY_MESSAGE in log and sum(m.startswith("$ ") for m in log) == 2  # the third never ran
+    assert sorted(os.listdir(target)) == ["ok.py"] and (target / "ok.py").read_text() == "['ok.py']"  # no half.py
+
+
 def test_install_command_for_cpu_cuda_and_macos():
-    (cpu,) = deps.install_commands("/qgis/python3", "/deps", "cpu", numpy_version="1.26.4", system="linux")
+    local, cpu = deps.install_commands("/qgis/python3", "/deps", "cpu", numpy_version="1.26.4", system="linux")
+    assert local == cpu[:-2]  # first without PyTorch's index (a local wheel or mirror), then with it
     assert cpu[:8] == [
         "/qgis/python3",
         "-m",
@@ -133,7 +148,7 @@ def test_install_command_for_cpu_cuda_and_macos():
     assert f"torch=={deps.TORCH_VERSION}+cpu" in cpu and "numpy==1.26.4" in cpu  # the label: never PyPI's CUDA torch
     assert any(a.startswith("transformers") for a in cpu) and "scikit-image>=0.21" in cpu
     assert cpu[-2:] == ["--extra-index-url", "https://download.pytorch.org/whl/cpu"]
-    (cuda,) = deps.install_commands("/p", "/d", deps.CUDA_BUILDS[-1], numpy_version="2.2.4", system="win32")
+    _, cuda = deps.install_commands("/p", "/d", deps.CUDA_BUILDS[-1], numpy_version="2.2.4", system="win32")
     assert f"torch=={deps.TORCH_VERSION}+{deps.CUDA_BUILDS[-1]}" in cuda and cuda[-1].endswith(deps.CUDA_BUILDS[-1])
     (mac,) = deps.install_commands("/p", "/d", "cpu", numpy_version="1.26.4", system="darwin")
     assert f"torch=={deps.TORCH_VERSION}" in mac and "--extra-index-url" not in mac
