@@ -142,7 +142,9 @@ def peel_f1(cfg, seeds: list[int], folder: str) -> list[dict]:
 
     s2 = str(PEEL / "S2_20210821T210019_20210821T210020_T08WMA.tif")
     labels = str(PEEL / "labels" / "user01_peel.shp")
-    bands = OpticalBands(blue=1, green=2, red=3, nir=4, scale=1e-4)
+    # The clip's seven bands are B2, B3, B4, B5, B6, B7, B8 (the order of the README's list, which the bands' means
+    # follow: red edge rising to NIR over tundra), so band 7 is NIR, as bench/normalisation_experiment.py reads it.
+    bands = OpticalBands(blue=1, green=2, red=3, nir=7, scale=1e-4)
     stack = build_fused_stack(FusionInputs(s2, None, None, bands), PEEL_BANDS, os.path.join(folder, "peel.tif")).path
     halves = {w: _half(stack, os.path.join(folder, f"peel_{w}.tif"), w == "west") for w in ("west", "east")}
     rows = []
