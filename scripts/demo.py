@@ -284,9 +284,9 @@ def main() -> int:
         if f["metric"] == "warning":
             print(f"Warning: {f['note']}")
             continue
-        per_chip = f["per_chip"]
-        per_chip_text = f"{per_chip:>10.3f}" if isinstance(per_chip, float) else f"{'':>10}"
-        print(f"{f['metric']:<34}{f['pooled']:>10.3f}{per_chip_text}")
+        # A score that has no value under one convention (NaN in the table) is a NULL field: left blank.
+        pooled, per_chip = (f"{v:>10.3f}" if isinstance(v, float) else " " * 10 for v in (f["pooled"], f["per_chip"]))
+        print(f"{f['metric']:<34}{pooled}{per_chip}")
     inventory_analysis(processing, map_scene, out)
     if not args.no_experiments:
         experiments(processing, train_scene, out)
