@@ -16,7 +16,8 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.errors import OperationCanceled, RtsFusionError
-from .params import check_outputs
+from ..pipeline.map_slumps import MapOptions
+from .params import check_outputs, device_choice
 
 T = TypeVar("T")
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
@@ -77,6 +78,23 @@ def optional_number(alg: QgsProcessingAlgorithm, parameters, name: str, context,
     return (
         alg.parameterAsInt(parameters, name, context) if integer else alg.parameterAsDouble(parameters, name, context)
     )
+
+
+def map_options(alg: QgsProcessingAlgorithm, parameters, context) -> MapOptions:
+    """The detection settings of an algorithm that maps slumps (its DEVICE, THRESHOLD and MIN_AREA parameters).
+
+    Raises:
+        QgsProcessingException: a value the pipeline refuses, with its reason.
+
+    """
+    try:
+        return MapOptions(
+            device=device_choice(alg, parameters, context, alg.DEVICE),
+            threshold=optional_number(alg, parameters, alg.THRESHOLD, context),
+            min_area_m2=alg.parameterAsDouble(parameters, alg.MIN_AREA, context),
+        )
+    except RtsFusionError as exc:
+        raise QgsProcessingException(str(exc)) from exc
 
 
 def layer_path(layer, name: str) -> str:

@@ -23,9 +23,9 @@ from qgis.core import (
 )
 
 from ..core.errors import RtsFusionError
-from ..pipeline.map_slumps import MapInputs, MapOptions
+from ..pipeline.map_slumps import MapInputs
 from ..pipeline.region import RegionOptions, geoparquet_supported, input_raster, map_region
-from .common import layer_path, optional_number, require_model_runtime, run_core, style_on_load
+from .common import layer_path, map_options, require_model_runtime, run_core, style_on_load
 from .fusion_inputs import FusionInputsAlgorithm
 from .params import (
     MODEL_HELP,
@@ -33,7 +33,6 @@ from .params import (
     add_min_area_parameter,
     add_model_file_parameter,
     add_threshold_parameter,
-    device_choice,
     vector_path,
 )
 
@@ -186,12 +185,8 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
                 python = qgis_python()  # worker processes must not start the QGIS binary
             except RuntimeError as exc:
                 raise QgsProcessingException(str(exc)) from exc
+        options = map_options(self, parameters, context)
         try:
-            options = MapOptions(
-                device=device_choice(self, parameters, context, self.DEVICE),
-                threshold=optional_number(self, parameters, self.THRESHOLD, context),
-                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-            )
             region = RegionOptions(
                 unit_size=self.parameterAsInt(parameters, self.UNIT_SIZE, context),
                 workers=self.parameterAsInt(parameters, self.WORKERS, context),

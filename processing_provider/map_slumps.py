@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterVectorDestination,
 )
 
-from ..core.errors import RtsFusionError
 from ..pipeline.map_slumps import MapInputs, MapOptions, MapOutputs, map_slumps
-from .common import optional_number, require_model_runtime, run_core, style_on_load
+from .common import map_options, require_model_runtime, run_core, style_on_load
 from .fusion_inputs import FusionInputsAlgorithm
 from .params import (
     MODEL_HELP,
@@ -20,7 +18,6 @@ from .params import (
     add_min_area_parameter,
     add_model_file_parameter,
     add_threshold_parameter,
-    device_choice,
 )
 
 
@@ -78,14 +75,7 @@ class MapSlumpsAlgorithm(FusionInputsAlgorithm):
         Used by processAlgorithm and by the panel's worker process, so both read the parameters the same way.
         """
         inputs, grid, radius = self.read_inputs(parameters, context)
-        try:
-            options = MapOptions(
-                device=device_choice(self, parameters, context, self.DEVICE),
-                threshold=optional_number(self, parameters, self.THRESHOLD, context),
-                min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
-            )
-        except RtsFusionError as exc:
-            raise QgsProcessingException(str(exc)) from exc
+        options = map_options(self, parameters, context)
         outputs = MapOutputs(
             stack=self.parameterAsOutputLayer(parameters, self.STACK, context),
             probability=self.parameterAsOutputLayer(parameters, self.PROBABILITY, context),
