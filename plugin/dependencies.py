@@ -24,20 +24,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..pipeline.environment import (  # the interpreter choice lives there: region mapping's workers use it too
-    NEVER_PRIVATE,
-    choose_python,  # noqa: F401 - part of this module's interface
-    prepend_deps_folder,
-    probe_python,  # noqa: F401
-    python_candidates,  # noqa: F401
-    qgis_python,
-)
+# The interpreter choice and the package lists live there: region mapping's workers and the import check use them too.
+from ..pipeline.environment import NEVER_PRIVATE, REQUIRED, prepend_deps_folder, qgis_python
 
 TORCH_VERSION = "2.13.0"
 TORCH_INDEX = "https://download.pytorch.org/whl/{build}"
 CUDA_BUILDS = ("cu126", "cu128", "cu130")
 OTHER_REQUIREMENTS = ("transformers>=4.40,<5", "safetensors>=0.4", "scikit-image>=0.21")
-REQUIRED = ("torch", "transformers", "safetensors", "skimage")
 # The light choice: mapping with exported .onnx models, no torch (onnxruntime 1.31.1 on Linux: a 23 MB wheel,
 # 69 MB installed, against about 960 MB for torch CPU + transformers; bench/results/onnx.md).
 MAPPING_BUILD = "onnx"

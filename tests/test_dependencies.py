@@ -4,6 +4,7 @@ import os
 import sys
 
 import pytest
+from rts_fusion.pipeline import environment
 from rts_fusion.pipeline.environment import prepend_deps_folder
 from rts_fusion.plugin import dependencies as deps
 
@@ -25,9 +26,9 @@ def test_linux_shim_on_path_is_not_qgis_python(tmp_path):
     real = touch(usr / "bin" / "python3.11")
     touch(usr / "bin" / "python3")
     probe = fake_probe({shim: ((3, 12), str(tmp_path / "pyenv")), real: ((3, 11), str(usr))})
-    assert deps.choose_python(shim, str(usr), str(usr), (3, 11), False, probe) == real
+    assert environment.choose_python(shim, str(usr), str(usr), (3, 11), False, probe) == real
     qgis_binary = touch(usr / "bin" / "qgis")  # sys.executable is the QGIS binary itself
-    assert deps.choose_python(qgis_binary, str(usr), str(usr), (3, 11), False, probe) == real
+    assert environment.choose_python(qgis_binary, str(usr), str(usr), (3, 11), False, probe) == real
 
 
 def test_linux_wrong_version_under_prefix_is_skipped(tmp_path):
@@ -35,8 +36,8 @@ def test_linux_wrong_version_under_prefix_is_skipped(tmp_path):
     py311 = touch(usr / "bin" / "python3.11")
     py3 = touch(usr / "bin" / "python3")
     probe = fake_probe({py311: ((3, 11), str(tmp_path / "elsewhere")), py3: ((3, 11), str(usr))})
-    assert deps.choose_python("", str(usr), str(usr), (3, 11), False, probe) == py3  # prefix must match too
-    assert deps.choose_python("", str(usr), str(usr), (3, 13), False, probe) is None
+    assert environment.choose_python("", str(usr), str(usr), (3, 11), False, probe) == py3  # prefix must match too
+    assert environment.choose_python("", str(usr), str(usr), (3, 13), False, probe) is None
 
 
 def test_windows_osgeo4w_and_standalone_layouts(tmp_path):
@@ -46,9 +47,9 @@ def test_windows_osgeo4w_and_standalone_layouts(tmp_path):
         touch(prefix / "pythonw.exe")
         qgis = touch(root / "bin" / "qgis-ltr-bin.exe")
         probe = fake_probe({python: ((3, 12), str(prefix))})
-        assert deps.choose_python(qgis, str(prefix), str(prefix), (3, 12), True, probe) == python
+        assert environment.choose_python(qgis, str(prefix), str(prefix), (3, 12), True, probe) == python
         pythonw = str(prefix / "pythonw.exe")  # a windowless interpreter as sys.executable is not used for pip
-        assert deps.choose_python(pythonw, str(prefix), str(prefix), (3, 12), True, probe) == python
+        assert environment.choose_python(pythonw, str(prefix), str(prefix), (3, 12), True, probe) == python
 
 
 def test_macos_bundle_layout(tmp_path):
@@ -57,14 +58,14 @@ def test_macos_bundle_layout(tmp_path):
     python = touch(prefix / "bin" / "python3.10")
     qgis = touch(contents / "MacOS" / "QGIS")
     probe = fake_probe({python: ((3, 10), str(prefix))})
-    assert deps.choose_python(qgis, str(prefix), str(prefix), (3, 10), False, probe) == python
+    assert environment.choose_python(qgis, str(prefix), str(prefix), (3, 10), False, probe) == python
     brew = touch(tmp_path / "opt" / "homebrew" / "bin" / "python3")  # not under the bundle's prefix: ignored
-    assert deps.choose_python(brew, str(prefix), str(prefix), (3, 10), False, probe) == python
+    assert environment.choose_python(brew, str(prefix), str(prefix), (3, 10), False, probe) == python
 
 
 def test_this_interpreter_is_found_and_runs():
     found = deps.qgis_python()
-    assert deps.probe_python(found) == (sys.version_info[:2], sys.prefix)
+    assert environment.probe_python(found) == (sys.version_info[:2], sys.prefix)
 
 
 def test_private_folder_goes_before_site_packages(tmp_path):
