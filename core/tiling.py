@@ -296,9 +296,11 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
+    source = iter(items)
+
     def produce() -> None:
         try:
-            for item in items:
+            for item in source:
                 while not stop.is_set():
                     try:
                         q.put((item, None), timeout=0.1)
@@ -310,6 +312,10 @@ def prefetch(items: Iterable, depth: int = 2) -> Iterator:
             q.put((_END, None))
         except BaseException as exc:  # handed to the consumer
             q.put((_END, exc))
+        finally:  # a generator source runs its own clean-up (e.g. a nested prefetch) in this thread
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=produce, name="rtsfusion-reader", daemon=True)
     thread.start()

@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # torch is imported only on the PyTorch path: ONNX Runtime ma
     import torch
 
 PROB_NODATA = -1.0
+# With the model on an accelerator, GDAL decodes the stack's compressed blocks and encodes the outputs' on all
+# cores (GTiff NUM_THREADS; reading is multi-threaded from GDAL 3.6, older GDAL ignores it). On the CPU the model
+# already uses every core and more threads only contend with it, so GDAL keeps to one (its default).
+CODEC_THREADS = {"cpu": None, "accelerator": "ALL_CPUS"}
 MASK_NODATA = 255
 
 
@@ -151,7 +155,23 @@ class TorchPredictor:
 
 def card_prepare(card: ModelCard) -> PrepareFn:
     """The model card's normalisation as the engine's PrepareFn (raw tiles with NaN → normalised tiles)."""
-    return partial(normalize, norm=card.normalization, bands=card.bands)
+    return partial(normalize, norm=card.normalization, bands=card.bands, inplace=True)  # cut_row's tiles are fresh
+
+
+def read_strips(
+    src: rasterio.DatasetReader, info: StackInfo, bands: list[int], layout: TileLayout, offset: tuple[int, int] = (0, 0)
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The lattice rows' strips of a stack (the card's bands as float32, nodata → NaN), as (row, strip).
+
+    `offset` is the stack's (col, row) in the layout's grid (non-zero when the stack is a window of it).
+    """
+    first, end = layout.span
+    col_off, row_off = offset
+    for r in layout.rows:
+        win = Window(first - col_off, r - row_off, end - first, layout.tile_height)
+        strip = src.read(bands, window=win, out_dtype=np.float32)
+        strip[strip == info.nodata] = np.nan
+        yield r, strip
 
 
 def read_rows(
@@ -162,17 +182,17 @@ def read_rows(
     prepare: PrepareFn,
     offset: tuple[int, int] = (0, 0),
 ) -> Iterator[TileRow]:
-    """The lattice rows of a stack: each strip read (the card's bands, nodata → NaN), cut and normalised.
+    """The lattice rows of a stack, cut into tiles and normalised.
 
-    `offset` is the stack's (col, row) in the layout's grid (non-zero when the stack is a window of it).
+    Reading (GDAL decompresses on its own threads) runs one strip ahead on a thread of its own, so reading,
+    cutting and normalising overlap: on a GPU the model is faster than any one of them.
     """
-    first, end = layout.span
-    col_off, row_off = offset
-    for r in layout.rows:
-        win = Window(first - col_off, r - row_off, end - first, layout.tile_height)
-        strip = src.read(bands, window=win, out_dtype=np.float32)
-        strip[strip == info.nodata] = np.nan
-        yield cut_row(layout, r, strip, prepare)
+    strips = prefetch(read_strips(src, info, bands, layout, offset), depth=1)
+    try:
+        for r, strip in strips:
+            yield cut_row(layout, r, strip, prepare)
+    finally:
+        strips.close()
 
 
 class _RasterSink:
@@ -254,9 +274,16 @@ def _frame_layout(
 
 
 def _profiles(
-    info: StackInfo, window: tuple[int, int, int, int], probability_dtype: str, offset: tuple[int, int] = (0, 0)
+    info: StackInfo,
+    window: tuple[int, int, int, int],
+    probability_dtype: str,
+    offset: tuple[int, int] = (0, 0),
+    codec_threads: str | None = None,
 ) -> tuple[dict, dict]:
-    """GeoTIFF profiles of the probability and mask rasters on the window (offset: the stack's place in the frame)."""
+    """GeoTIFF profiles of the probability and mask rasters on the window (offset: the stack's place in the frame).
+
+    `codec_threads`: GDAL's compression threads (GTiff NUM_THREADS); None = GDAL's default, one.
+    """
     col0, row0, width, height = window
     col0, row0 = col0 - offset[0], row0 - offset[1]
     base = {
@@ -270,6 +297,7 @@ def _profiles(
         "blockxsize": 256,
         "blockysize": 256,
         "compress": "deflate",
+        **({"num_threads": codec_threads} if codec_threads else {}),
     }
     prob = {
         **base,
@@ -333,14 +361,16 @@ def predict_stack(
     log(f"{layout.count} tiles of {tile} px (overlap {overlap}) on {device}, batch {options.batch_size}")
     if layout.tile_height < tile or layout.tile_width < tile:
         log(f"The stack ({info.grid.width} × {info.grid.height} px) is smaller than one tile: padded to {tile} px.")
-    prob_profile, mask_profile = _profiles(info, window, options.probability_dtype, offset)
+    codec_threads = CODEC_THREADS["cpu" if str(device).startswith("cpu") else "accelerator"]
+    prob_profile, mask_profile = _profiles(info, window, options.probability_dtype, offset, codec_threads)
     # Written beside the targets and moved into place together only when detection succeeds.
     outputs = AtomicOutputs([(probability_path, "probability raster"), (mask_path, "mask raster")])
     tmp_probability, tmp_mask = outputs.paths
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(bounded_gdal_cache())
-            src = stack.enter_context(rasterio.open(stack_path))
+            threads = {"num_threads": codec_threads} if codec_threads else {}
+            src = stack.enter_context(rasterio.open(stack_path, **threads))
             dst_p = stack.enter_context(rasterio.open(tmp_probability, "w", **prob_profile))
             dst_m = stack.enter_context(rasterio.open(tmp_mask, "w", **mask_profile)) if mask_path else None
             sink = _RasterSink(dst_p, dst_m, threshold, options.probability_dtype)

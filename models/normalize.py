@@ -42,19 +42,34 @@ def _study(x: np.ndarray, norm: Normalization, bands: tuple[str, ...]) -> np.nda
     return x
 
 
-def normalize(x: np.ndarray, norm: Normalization, bands: tuple[str, ...]) -> np.ndarray:
+def _standardize(x: np.ndarray, norm: Normalization) -> None:
+    """(x − mean) / std per band, in place, one chip at a time (each pass stays in the CPU cache)."""
+    mean = np.asarray(norm.mean, np.float32)[:, None, None]
+    std = np.asarray(norm.std, np.float32)[:, None, None]
+    for chip in x:
+        np.subtract(chip, mean, out=chip)
+        np.divide(chip, std, out=chip)
+        np.nan_to_num(chip, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def normalize(x: np.ndarray, norm: Normalization, bands: tuple[str, ...], inplace: bool = False) -> np.ndarray:
     """Normalise a batch (B, C, h, w) with NaN for nodata; nodata becomes 0 afterwards.
+
+    Args:
+        x: the batch; left unchanged unless `inplace` (then a float32 x is overwritten and returned).
+        norm: the model card's normalisation.
+        bands: the band names of the C channels.
+        inplace: normalise x itself when it is float32 (the tiling engine's freshly cut tiles), saving a copy.
 
     Returns:
         float32 array of the same shape.
 
     """
-    x = x.astype(np.float32, copy=True)
+    x = x if inplace and x.dtype == np.float32 else x.astype(np.float32, copy=True)
     if norm.method == "standardize":
-        mean = np.asarray(norm.mean, np.float32)[None, :, None, None]
-        std = np.asarray(norm.std, np.float32)[None, :, None, None]
-        x = (x - mean) / std
-    elif norm.method == "study":
+        _standardize(x, norm)
+        return x
+    if norm.method == "study":
         x = _study(x, norm, bands)
     else:  # chip_minmax: per chip and band to 0–1, RGB then with ImageNet mean/std
         lo, hi = _chip_range(x)

@@ -158,6 +158,10 @@ def test_normalization_standardize_and_chip_minmax():
     x = np.array([[[[1.0, 3.0], [np.nan, 5.0]]]], dtype=np.float32)
     out = normalize(x, Normalization("standardize", (3.0,), (2.0,)), ("NDVI",))
     np.testing.assert_allclose(out[0, 0], [[-1.0, 0.0], [0.0, 1.0]])
+    assert np.isnan(x[0, 0, 1, 0])  # the input is left as it was
+    fresh = x.copy()
+    same = normalize(fresh, Normalization("standardize", (3.0,), (2.0,)), ("NDVI",), inplace=True)
+    assert same is fresh and np.array_equal(same, out)  # the engine's fresh tiles are normalised where they lie
     out = normalize(x, Normalization("chip_minmax"), ("NDVI",))
     np.testing.assert_allclose(out[0, 0], [[0.0, 0.5], [0.0, 1.0]])
     out = normalize(x, Normalization("chip_minmax"), ("RED",))

@@ -201,7 +201,7 @@ def write_zenodo_layout(root, year="2023", chip=64, per_region=4):
                                    dtype=arr.dtype.name) as dst:  # fmt: skip
                     dst.write(arr)
                 row[col] = rel
-            row["split"] = splits[k]
+            row["split"] = splits[k % len(splits)]
             rows.append(row)
     manifest = root / "data" / "manifests" / "manifest_2023_split_837_179_179.csv"
     manifest.parent.mkdir(parents=True, exist_ok=True)

@@ -141,6 +141,10 @@ def test_another_backend_plugs_in_as_a_predict_function(tmp_path):
     predict_stack(None, card(), stack, out, options=InferenceOptions(device="cpu"), predictor=numpy_backend)
     np.testing.assert_allclose(read(out)[0], 1 / (1 + np.exp(-(2 * data[0] - data[1] + 0.3))), atol=1e-5)
     assert all(s[1:] == (2, 64, 64) for s in seen)
+    # On an accelerator GDAL decodes and encodes on all cores: the same rasters come out.
+    fast = str(tmp_path / "p_gpu.tif")
+    predict_stack(None, card(), stack, fast, options=InferenceOptions(device="cuda"), predictor=numpy_backend)
+    assert np.array_equal(read(fast)[0], read(out)[0]) and read(fast)[1] == read(out)[1]
 
 
 def test_in_memory_prediction_matches_streaming_detection(tmp_path):
@@ -186,6 +190,20 @@ def test_prefetch_reads_ahead_passes_errors_and_stops_its_thread():
     before = threading.active_count()
     it = prefetch(endless(), depth=2)
     assert next(it) == 0
+    it.close()
+    assert threading.active_count() == before and len(produced) < 10
+
+    # Nested (the engine reads strips on one thread and cuts them on another): closing the outer stops both.
+    def stage(items):
+        inner = prefetch(items, depth=1)
+        try:
+            yield from (i * 10 for i in inner)
+        finally:
+            inner.close()
+
+    produced.clear()
+    it = prefetch(stage(endless()), depth=1)
+    assert next(it) == 0 and next(it) == 10
     it.close()
     assert threading.active_count() == before and len(produced) < 10
 
