@@ -39,6 +39,15 @@ def cluster():
         yield c
 
 
+def test_workers_keep_glibcs_memory_defaults_and_one_thread(cluster):
+    """Dask's MALLOC_TRIM_THRESHOLD_ slows numpy-heavy units 1.7×: our local workers start without it."""
+    from distributed import Client
+
+    with Client(cluster) as client:
+        env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+    assert set(env.values()) == {(None, "1")}
+
+
 def border_slumps(prob: np.ndarray, threshold: float) -> int:
     """Objects of the thresholded probability that cross a unit border (4-connected, as polygonised)."""
     from scipy import ndimage
