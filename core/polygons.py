@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 from osgeo import gdal, gdal_array, ogr, osr
+from rasterio.windows import Window
 from scipy import ndimage
 
 from .errors import OperationCanceled, RtsFusionError
@@ -148,6 +150,27 @@ def _rings(geom: ogr.Geometry) -> list[list[tuple[float, float]]]:
     return rings
 
 
+def _offset_on(base: TargetGrid, grid: TargetGrid) -> tuple[int, int] | None:
+    """(col, row) of `grid`'s origin on `base` when both share CRS and pixel size and lie on one lattice, else None."""
+    a, b = base.affine, grid.affine
+    if base.crs_wkt != grid.crs_wkt or (a.a, a.b, a.d, a.e) != (b.a, b.b, b.d, b.e) or a.b or a.d:
+        return None
+    col, row = (b.c - a.c) / a.a, (b.f - a.f) / a.e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return round(col), round(row)
+
+
+def _read_padded(ds, band: int, col: int, row: int, width: int, height: int) -> np.ndarray:
+    """A band's window as float32, NaN where it reaches beyond the raster."""
+    out = np.full((height, width), np.nan, np.float32)
+    c0, r0 = max(col, 0), max(row, 0)
+    c1, r1 = min(col + width, ds.width), min(row + height, ds.height)
+    if c1 > c0 and r1 > r0:
+        out[r0 - row : r1 - row, c0 - col : c1 - col] = ds.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
+    return out
+
+
 def _zonal_layers(stack_path: str, grid: TargetGrid) -> dict[str, np.ndarray]:
     """DEM, slope, LST and NDVI of the stack on the detection grid (slope derived from DEM if absent)."""
     info = read_stack_info(stack_path)
@@ -158,12 +181,18 @@ def _zonal_layers(stack_path: str, grid: TargetGrid) -> dict[str, np.ndarray]:
     if not wanted:
         return out
     from rasterio.enums import Resampling
-    from rasterio.windows import Window
 
-    with rasterio.open(stack_path) as ds, warped_vrt(ds, grid, Resampling.bilinear, halo=1) as vrt:
+    offset = _offset_on(info.grid, grid)
+    with contextlib.ExitStack() as stack:
+        ds = stack.enter_context(rasterio.open(stack_path))
+        vrt = None if offset is not None else stack.enter_context(warped_vrt(ds, grid, Resampling.bilinear, halo=1))
         win = Window(0, 0, grid.width, grid.height)
         for b in dict.fromkeys(wanted):
-            arr = read_window(vrt, [info.band_index(b)], win, halo=1)[0]
+            if offset is not None:  # the detection grid lies on the stack's lattice: read it, NaN beyond
+                col, row = offset
+                arr = _read_padded(ds, info.band_index(b), col - 1, row - 1, grid.width + 2, grid.height + 2)
+            else:
+                arr = read_window(vrt, [info.band_index(b)], win, halo=1)[0]
             arr[arr == info.nodata] = np.nan
             if b == "DEM" and "SLOPE" not in info.band_names:
                 dx, dy = grid.metres_per_pixel()

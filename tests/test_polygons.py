@@ -77,6 +77,33 @@ def test_probability_input_with_zonal_statistics(tmp_path):
     assert row["slope_mean"] == pytest.approx(0.0, abs=1e-6)  # flat DEM, slope derived from it
 
 
+def test_zonal_layers_on_the_stacks_own_lattice_read_it_directly_as_warping_would(tmp_path, monkeypatch):
+    import rts_fusion.core.polygons as polygons
+    from rts_fusion.core.grid import TargetGrid
+
+    rng = np.random.default_rng(4)
+    stack = np.stack([rng.normal(4700, 30, (40, 50)), rng.normal(290, 2, (40, 50)), rng.random((40, 50))])
+    stack[0, 3, 4] = -9999.0  # a nodata pixel
+    s = write(tmp_path / "stack.tif", stack, "float32", nodata=-9999.0, names=["DEM", "LST", "NDVI"])
+    wkt = polygons.read_stack_info(s).grid.crs_wkt
+    grids = [
+        TargetGrid(wkt, tuple(TRANSFORM)[:6], 50, 40),  # the stack's grid (mapslumps)
+        TargetGrid(wkt, tuple(TRANSFORM * Affine.translation(20, 10))[:6], 30, 30),  # a window, its halo past the edge
+    ]
+    for grid in grids:
+        assert polygons._offset_on(polygons.read_stack_info(s).grid, grid) is not None
+        direct = polygons._zonal_layers(s, grid)
+        with monkeypatch.context() as m:
+            m.setattr(polygons, "_offset_on", lambda *_: None)
+            warped = polygons._zonal_layers(s, grid)
+        assert direct.keys() == warped.keys() == {"DEM", "LST", "NDVI", "SLOPE"}
+        for band in direct:
+            np.testing.assert_allclose(direct[band], warped[band], rtol=1e-6, atol=1e-4, equal_nan=True)
+    # Another pixel size or a half-pixel shift is not the same lattice: warped, as before.
+    half = TargetGrid(wkt, tuple(TRANSFORM * Affine.translation(0.5, 0))[:6], 10, 10)
+    assert polygons._offset_on(polygons.read_stack_info(s).grid, half) is None
+
+
 def test_simplify_keeps_valid_polygons(tmp_path):
     yy, xx = np.mgrid[0:80, 0:80]
     disc = ((yy - 40) ** 2 + (xx - 40) ** 2 < 30**2).astype(np.uint8)
