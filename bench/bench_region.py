@@ -5,10 +5,12 @@
 2. Overhead: the region run on 1 worker (1 thread) against mapslumps in this process (1 thread), the model
    loaded beforehand in both; once with one unit covering the scene (the engine's own cost) and once in units.
 3. Scaling: the same region on 2 workers against 1 worker (1 thread each): throughput ratio.
-4. Memory: peak resident memory per worker for a scene 1× and 4× the area, same unit size (fresh clusters).
+4. Memory: peak resident memory per worker for the scene and for the scene repeated 2 × 2 (4× the area, same
+   content and slump density, so the same threshold gives the same kind of map), same unit size, fresh clusters.
 
-Clusters are started and each worker loads the model before the clock starts (a long region run pays that
-once). The model is an untrained FusionSA-SegFormer (paper bands, MiT-tiny): speed does not depend on weights.
+Clusters are started, each worker loads the model and each cluster maps the scene once, untimed,
+before the clock starts (a long region run pays those first calls once). The model is an untrained
+FusionSA-SegFormer (paper bands, MiT-tiny): speed does not depend on weights.
 The scene is the synthetic sample scene (core/synthetic.py): every figure is a synthetic-scene figure.
 
     .venv/bin/python bench/bench_region.py [--size 512] [--unit 256] [--tile 64] [--overlap 16]
@@ -30,19 +32,46 @@ import numpy as np  # noqa: E402
 from _common import RESULTS, import_plugin, save  # noqa: E402
 
 
-def scene_inputs(folder: str, size: int, seed: int = 42):
-    """The synthetic sample scene as MapInputs."""
+def _tile_raster(path: str, repeat: int) -> str:
+    """A copy of a raster with its pixels repeated `repeat` × `repeat` times (same origin and pixel size)."""
+    import rasterio
+
+    out = path.replace(".tif", f"_x{repeat}.tif")
+    with rasterio.open(path) as src:
+        data, profile = src.read(), src.profile
+        tags = {i: src.tags(i) for i in range(1, src.count + 1)}
+        descriptions, dataset_tags = src.descriptions, src.tags()
+        scales, offsets, units = src.scales, src.offsets, src.units
+    profile.update(width=profile["width"] * repeat, height=profile["height"] * repeat)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(np.tile(data, (1, repeat, repeat)))
+        dst.scales, dst.offsets, dst.units = scales, offsets, units
+        dst.update_tags(**dataset_tags)
+        for i, desc in enumerate(descriptions, 1):
+            if desc:
+                dst.set_band_description(i, desc)
+            dst.update_tags(i, **tags[i])
+    return out
+
+
+def scene_inputs(folder: str, size: int, seed: int = 42, repeat: int = 1):
+    """The synthetic sample scene as MapInputs; with `repeat` > 1 the scene repeated repeat × repeat times.
+
+    A repeated scene is a larger region with the same content and slump density, so the same model and threshold
+    give it the same kind of map (a new scene of another size would not: the untrained model's probabilities
+    depend on the scene's statistics).
+    """
     from rts_fusion.core.stack import FusionInputs, OpticalBands
     from rts_fusion.core.synthetic import generate_sample_scene
     from rts_fusion.pipeline.map_slumps import MapInputs
 
     scene = generate_sample_scene(folder, size=size, seed=seed)
+    paths = [scene.optical, scene.thermal, scene.dem, scene.temperature_series]
+    if repeat > 1:
+        paths = [_tile_raster(p, repeat) for p in paths]
+    optical, thermal, dem, series = paths
     fusion = FusionInputs(
-        scene.optical,
-        scene.thermal,
-        scene.dem,
-        OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"),
-        temperature_series=scene.temperature_series,
+        optical, thermal, dem, OpticalBands(1, 2, 3, 4, 5, 6, sensor="sentinel2"), temperature_series=series
     )
     return MapInputs(fusion)
 
@@ -97,6 +126,18 @@ def polygons(path: str) -> tuple[int, float]:
     return len(areas), round(float(sum(areas)), 1)
 
 
+def worker_cpu_seconds(client) -> float:
+    """User + system CPU seconds the cluster's worker processes have used so far, summed."""
+
+    def used() -> float:
+        import resource
+
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    return sum(client.run(used).values())
+
+
 def run_region(inputs, model, folder, options, unit, address) -> tuple[float, object]:
     from rts_fusion.pipeline.region import RegionOptions, map_region
 
@@ -105,25 +146,25 @@ def run_region(inputs, model, folder, options, unit, address) -> tuple[float, ob
     return time.perf_counter() - t0, result
 
 
-def peak_memory(size: int, unit: int, model: str, threshold: float) -> float:
-    """Peak RSS (MiB) of the busiest worker of a fresh 2-worker cluster mapping a scene of `size` px."""
+def peak_memory(size: int, unit: int, model: str, threshold: float, repeat: int = 1) -> float:
+    """Peak RSS (MiB) of the busiest worker of a fresh 2-worker cluster mapping the scene repeated repeat²×."""
     bench = os.path.dirname(os.path.abspath(__file__))
     code = (
         f"import sys; sys.path.insert(0, {bench!r}); import bench_region as b; "
-        f"b.memory_child({size}, {unit}, {model!r}, {threshold!r})"
+        f"b.memory_child({size}, {unit}, {model!r}, {threshold!r}, {repeat})"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
-def memory_child(size: int, unit: int, model: str, threshold: float) -> None:
+def memory_child(size: int, unit: int, model: str, threshold: float, repeat: int = 1) -> None:
     import resource
 
     import_plugin()
     from rts_fusion.pipeline.map_slumps import MapOptions
 
     with tempfile.TemporaryDirectory() as tmp:
-        inputs = scene_inputs(os.path.join(tmp, "scene"), size)
+        inputs = scene_inputs(os.path.join(tmp, "scene"), size, repeat=repeat)
         cluster, client = warm_cluster(2, model)
         try:
             options = MapOptions(device="cpu", threshold=threshold, min_area_m2=0)
@@ -166,27 +207,35 @@ def main() -> None:
 
         cluster1, client1 = warm_cluster(1, model)
         try:
+            # The worker's first unit pays one-off costs (imports, the model's first forward) that a long region
+            # run pays once: a warm-up run, untimed.
+            run_region(inputs, model, os.path.join(tmp, "warm"), options, args.size, cluster1.scheduler_address)
             t_one_unit, _ = run_region(
                 inputs, model, os.path.join(tmp, "r1a"), options, args.size, cluster1.scheduler_address
             )
+            cpu0 = worker_cpu_seconds(client1)
             t_units_1, units_1 = run_region(
                 inputs, model, os.path.join(tmp, "r1"), options, args.unit, cluster1.scheduler_address
             )
+            cores_1 = (worker_cpu_seconds(client1) - cpu0) / t_units_1
         finally:
             client1.close()
             cluster1.close()
         cluster2, client2 = warm_cluster(2, model)
         try:
+            run_region(inputs, model, os.path.join(tmp, "warm2"), options, args.unit, cluster2.scheduler_address)
+            cpu0 = worker_cpu_seconds(client2)
             t_units_2, units_2 = run_region(
                 inputs, model, os.path.join(tmp, "r2"), options, args.unit, cluster2.scheduler_address
             )
+            cores_2 = (worker_cpu_seconds(client2) - cpu0) / t_units_2
         finally:
             client2.close()
             cluster2.close()
 
         figures["threshold"] = options.threshold
         small = peak_memory(args.size, args.unit, model, options.threshold)
-        large = peak_memory(2 * args.size, args.unit, model, options.threshold)
+        large = peak_memory(args.size, args.unit, model, options.threshold, repeat=2)
         p_single, p_region = read(single.probability), read(units_2.probability)
         valid = p_single >= 0
         m_single, m_region = read(single.mask), read(units_2.mask)
@@ -211,6 +260,10 @@ def main() -> None:
         figures["scaling"] = {
             "region_2_workers_s": round(t_units_2, 2),
             "throughput_ratio_2_vs_1": round(t_units_1 / t_units_2, 3),
+            # Cores the workers kept busy (CPU seconds ÷ wall seconds): one worker's reader and writer threads
+            # use part of the second core, so 2 workers can gain at most cores_2 ÷ cores_1.
+            "worker_cores_busy_1": round(cores_1, 2),
+            "worker_cores_busy_2": round(cores_2, 2),
         }
     figures["memory"] = {
         "peak_rss_per_worker_mib_1x": round(small, 1),
@@ -248,7 +301,12 @@ def write_markdown(f: dict) -> None:
         ),
         ("scaling: 2 workers vs 1 (throughput)", f"{sc['throughput_ratio_2_vs_1']}×", "≥ 1.8×"),
         (
-            "memory: peak RSS per worker, 4× area vs 1×",
+            "cores the workers kept busy, 1 worker / 2 workers",
+            f"{sc['worker_cores_busy_1']} / {sc['worker_cores_busy_2']}",
+            "—",
+        ),
+        (
+            "memory: peak RSS per worker, 4× area (the scene repeated 2 × 2) vs 1×",
             f"{m['ratio_4x_vs_1x']}× ({m['peak_rss_per_worker_mib_4x']} vs {m['peak_rss_per_worker_mib_1x']} MiB)",
             "≤ 1.2×",
         ),
