@@ -201,42 +201,21 @@ def unit_windows(grid: TargetGrid, unit_size: int, tile: int, overlap: int) -> l
 def _aoi_geometry(aoi: str, grid: TargetGrid):
     """The area of interest's polygons united, in the grid's CRS (an ogr geometry).
 
+    Read as every polygon layer of the plugin is (core.vector): QGIS's '|layername=' and '|subset=' suffixes apply.
+
     Raises:
         RtsFusionError: unreadable, empty or not polygons.
 
     """
-    from osgeo import ogr, osr
+    from osgeo import ogr
 
-    ogr.UseExceptions()
-    path, _, rest = aoi.partition("|")
-    layer_name = rest.split("=", 1)[1] if rest.startswith("layername=") else None
-    try:
-        ds = ogr.Open(path)
-    except RuntimeError as exc:
-        raise RtsFusionError(f"Cannot read the area of interest '{path}': {exc}") from exc
-    if ds is None:
-        raise RtsFusionError(f"Cannot read the area of interest '{path}'.")
-    layer = ds.GetLayerByName(layer_name) if layer_name else ds.GetLayer(0)
-    if layer is None:
-        raise RtsFusionError(f"The area of interest '{path}' has no layer {layer_name!r}.")
-    target = osr.SpatialReference()
-    target.ImportFromWkt(grid.crs_wkt)
-    target.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    from ..core.vector import read_geometries, split_source
+
     union = ogr.Geometry(ogr.wkbMultiPolygon)
-    for feat in layer:
-        geom = feat.GetGeometryRef()
-        if geom is None or geom.IsEmpty():
-            continue
-        if ogr.GT_Flatten(geom.GetGeometryType()) not in (ogr.wkbPolygon, ogr.wkbMultiPolygon):
-            raise RtsFusionError(f"The area of interest '{path}' must hold polygons, not {geom.GetGeometryName()}.")
-        geom = geom.Clone()
-        srs = geom.GetSpatialReference() or layer.GetSpatialRef()
-        if srs is not None:
-            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-            geom.Transform(osr.CoordinateTransformation(srs, target))
+    for _, geom in read_geometries(aoi, grid.crs_wkt):
         union = union.Union(geom)
     if union.IsEmpty():
-        raise RtsFusionError(f"The area of interest '{path}' holds no polygon.")
+        raise RtsFusionError(f"The area of interest '{split_source(aoi)[0]}' holds no polygon.")
     return union
 
 

@@ -4,7 +4,7 @@ import pytest
 from rts_fusion.core.grid import TargetGrid
 from rts_fusion.core.tiling import TileLayout
 from rts_fusion.pipeline.cli import main
-from rts_fusion.pipeline.region import unit_windows
+from rts_fusion.pipeline.region import _aoi_geometry, unit_windows
 
 GRID = TargetGrid("", (10.0, 0.0, 0.0, 0.0, -10.0, 0.0), 1000, 700)
 
@@ -33,3 +33,32 @@ def test_console_command_help_and_a_missing_input(tmp_path, capsys):
                  "--output-folder", str(tmp_path / "out")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "The optical raster" in err and "nope.tif" in err and "Traceback" not in err
+
+
+def test_area_of_interest_is_read_as_every_polygon_layer_is(tmp_path):
+    from osgeo import ogr, osr
+    from rts_fusion.core.errors import RtsFusionError
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32646)
+    grid = TargetGrid(srs.ExportToWkt(), (10.0, 0.0, 500000.0, 0.0, -10.0, 3900000.0), 100, 100)
+    path = str(tmp_path / "aoi.gpkg")
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
+    layer = ds.CreateLayer("aoi", srs, ogr.wkbPolygon)
+    layer.CreateField(ogr.FieldDefn("keep", ogr.OFTInteger))
+    for keep, x0 in ((1, 500000), (0, 500500)):
+        feat = ogr.Feature(layer.GetLayerDefn())
+        feat.SetField("keep", keep)
+        feat.SetGeometry(ogr.CreateGeometryFromWkt(
+            f"POLYGON(({x0} 3899000,{x0 + 200} 3899000,{x0 + 200} 3899200,{x0} 3899200,{x0} 3899000))"
+        ))  # fmt: skip
+        layer.CreateFeature(feat)
+    points = ds.CreateLayer("points", srs, ogr.wkbPoint)
+    feat = ogr.Feature(points.GetLayerDefn())
+    feat.SetGeometry(ogr.CreateGeometryFromWkt("POINT (500050 3899050)"))
+    points.CreateFeature(feat)
+    ds = None
+    assert _aoi_geometry(path + "|layername=aoi", grid).GetArea() == pytest.approx(2 * 200 * 200)
+    assert _aoi_geometry(path + "|layername=aoi|subset=keep = 1", grid).GetArea() == pytest.approx(200 * 200)
+    with pytest.raises(RtsFusionError, match="holds points; polygons are needed"):
+        _aoi_geometry(path + "|layername=points", grid)
