@@ -205,16 +205,19 @@ class _Stages:
         return lambda p: self.progress(self.base + self.share * min(max(p, 0.0), 100.0) / 100.0)
 
 
-def _write_vector(gpkg: str, destination: str) -> None:
-    """Convert the GeoPackage to the destination's format (by extension)."""
+def write_vector(gpkg: str, destination: str, target: str, driver: str | None = None) -> None:
+    """Convert the GeoPackage of slump polygons into `destination` (the temporary file of `target`, named in errors).
+
+    `driver`: the OGR format; None: GDAL's guess from the file extension.
+    """
     from osgeo import gdal
 
     gdal.UseExceptions()
     try:
-        if gdal.VectorTranslate(destination, gpkg) is None:
-            raise RtsFusionError(f"Cannot write the slump polygons to '{destination}' (format not supported).")
+        if gdal.VectorTranslate(destination, gpkg, **({"format": driver} if driver else {})) is None:
+            raise RtsFusionError(f"Cannot write the slump polygons to '{target}' (format not supported).")
     except RuntimeError as exc:
-        raise RtsFusionError(f"Cannot write the slump polygons to '{destination}': {exc}") from exc
+        raise RtsFusionError(f"Cannot write the slump polygons to '{target}': {exc}") from exc
 
 
 def polygonize_options(options: MapOptions) -> PolygonizeOptions:
@@ -362,7 +365,7 @@ def map_slumps(
                 is_canceled=is_canceled,
             )
             if gpkg != vector.path:
-                _write_vector(gpkg, vector.path)
+                write_vector(gpkg, vector.path, outputs.polygons)
     except BaseException:
         if vector is not None:
             vector.discard()

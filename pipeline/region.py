@@ -47,6 +47,7 @@ from .map_slumps import (
     load_model,
     map_slumps,
     polygonize_options,
+    write_vector,
 )
 
 ProgressFn = Callable[[float], None]
@@ -625,12 +626,8 @@ def _write_cog(vrt: str, path: str, what: str, resampling: str) -> str:
 
 
 def _write_geoparquet(gpkg: str, path: str) -> str:
-    from osgeo import gdal
-
-    gdal.UseExceptions()
     with AtomicOutput(path, "GeoParquet polygons") as tmp:
-        if gdal.VectorTranslate(tmp, gpkg, format="Parquet") is None:
-            raise RtsFusionError(f"Cannot write the polygons as GeoParquet to '{path}'.")
+        write_vector(gpkg, tmp, path, "Parquet")
     return path
 
 

@@ -62,6 +62,19 @@ def test_map_slumps_converts_other_vector_formats(training_scene, tiny_model, tm
     assert not (tmp_path / "slumps_tmp.gpkg").exists()
 
 
+def test_a_failed_vector_conversion_names_the_users_file_not_the_temporary_one(tmp_path):
+    from osgeo import ogr
+    from rts_fusion.core.errors import RtsFusionError
+    from rts_fusion.pipeline.map_slumps import write_vector
+
+    gpkg = str(tmp_path / "slumps.gpkg")
+    ogr.GetDriverByName("GPKG").CreateDataSource(gpkg).CreateLayer("thaw_slumps", geom_type=ogr.wkbPolygon)
+    temporary = str(tmp_path / ".out.1234.part.parquet")
+    with pytest.raises(RtsFusionError, match=r"slump polygons to '/.*/out\.parquet'") as err:
+        write_vector(gpkg, temporary, str(tmp_path / "out.parquet"), "NoSuchFormat")
+    assert ".part" not in str(err.value)
+
+
 @pytest.mark.end_to_end
 def test_cancelled_map_slumps_leaves_nothing(training_scene, tiny_model, tmp_path):
     outputs = outputs_in(tmp_path)
