@@ -138,6 +138,23 @@ def worker_cpu_seconds(client) -> float:
     return sum(client.run(used).values())
 
 
+def timed_runs(workers: int, model: str, inputs, options, tmp: str, runs: list[tuple[str, int]], warm_unit: int):
+    """Region runs on one fresh, warmed cluster of `workers`: (seconds, result, worker cores busy) per (name, unit)."""
+    cluster, client = warm_cluster(workers, model)
+    address = cluster.scheduler_address
+    try:
+        run_region(inputs, model, os.path.join(tmp, f"warm{workers}"), options, warm_unit, address)
+        out = []
+        for name, unit in runs:
+            cpu0 = worker_cpu_seconds(client)
+            seconds, result = run_region(inputs, model, os.path.join(tmp, name), options, unit, address)
+            out.append((seconds, result, (worker_cpu_seconds(client) - cpu0) / seconds))
+        return out
+    finally:
+        client.close()
+        cluster.close()
+
+
 def run_region(inputs, model, folder, options, unit, address) -> tuple[float, object]:
     from rts_fusion.pipeline.region import RegionOptions, map_region
 
@@ -205,33 +222,12 @@ def main() -> None:
         single = map_slumps(inputs, loaded, single_out, options)
         t_single = time.perf_counter() - t0
 
-        cluster1, client1 = warm_cluster(1, model)
-        try:
-            # The worker's first unit pays one-off costs (imports, the model's first forward) that a long region
-            # run pays once: a warm-up run, untimed.
-            run_region(inputs, model, os.path.join(tmp, "warm"), options, args.size, cluster1.scheduler_address)
-            t_one_unit, _ = run_region(
-                inputs, model, os.path.join(tmp, "r1a"), options, args.size, cluster1.scheduler_address
-            )
-            cpu0 = worker_cpu_seconds(client1)
-            t_units_1, units_1 = run_region(
-                inputs, model, os.path.join(tmp, "r1"), options, args.unit, cluster1.scheduler_address
-            )
-            cores_1 = (worker_cpu_seconds(client1) - cpu0) / t_units_1
-        finally:
-            client1.close()
-            cluster1.close()
-        cluster2, client2 = warm_cluster(2, model)
-        try:
-            run_region(inputs, model, os.path.join(tmp, "warm2"), options, args.unit, cluster2.scheduler_address)
-            cpu0 = worker_cpu_seconds(client2)
-            t_units_2, units_2 = run_region(
-                inputs, model, os.path.join(tmp, "r2"), options, args.unit, cluster2.scheduler_address
-            )
-            cores_2 = (worker_cpu_seconds(client2) - cpu0) / t_units_2
-        finally:
-            client2.close()
-            cluster2.close()
+        # Each cluster maps once, untimed, first: a worker's first unit pays one-off costs (imports, the model's
+        # first forward) that a long region run pays once.
+        (t_one_unit, _, _), (t_units_1, units_1, cores_1) = timed_runs(
+            1, model, inputs, options, tmp, [("r1a", args.size), ("r1", args.unit)], args.size
+        )
+        ((t_units_2, units_2, cores_2),) = timed_runs(2, model, inputs, options, tmp, [("r2", args.unit)], args.unit)
 
         figures["threshold"] = options.threshold
         small = peak_memory(args.size, args.unit, model, options.threshold)
