@@ -35,6 +35,14 @@ def amp_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def usable_cores() -> int | None:
+    """The CPU cores this process may run on, or None where the system does not say (not Linux).
+
+    This is the process's affinity, which a container or a job scheduler can narrow below the machine's count.
+    """
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
 def use_all_cpu_cores() -> None:
     """Let PyTorch use every core this process may run on (its default can be lower in containers).
 
@@ -42,7 +50,7 @@ def use_all_cpu_cores() -> None:
     """
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores() or os.cpu_count()
     cap = os.environ.get("OMP_NUM_THREADS", "")
     if cap.isdigit() and int(cap) > 0:
         cores = min(cores or 1, int(cap))

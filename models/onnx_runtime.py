@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core.errors import RtsFusionError
 from .card import ModelCard
+from .device import usable_cores
 
 ONNX_SUFFIX = ".onnx"
 # The card's metadata key, as in the safetensors package.
@@ -58,7 +59,7 @@ def _session(path: str, providers: list[str]) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the reason goes into our message, not onto stderr
     # Its default is the machine's physical cores, which can exceed what a container lets this process use.
-    options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 0
+    options.intra_op_num_threads = usable_cores() or 0  # 0: ONNX Runtime's own choice
     try:
         return ort.InferenceSession(path, options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own types for truncated or non-ONNX files

@@ -659,7 +659,9 @@ def default_workers() -> int:
 
         if torch.cuda.is_available() and torch.cuda.device_count():
             return torch.cuda.device_count()
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from ..models.device import usable_cores
+
+    return usable_cores() or os.cpu_count() or 1
 
 
 def local_cluster(workers: int, python: str | None = None):
