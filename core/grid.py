@@ -66,8 +66,13 @@ class TargetGrid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(xmin, ymin, xmax, ymax) in the grid's CRS."""
-        a = self.affine
-        return a.c, a.f + a.e * self.height, a.c + a.a * self.width, a.f
+        return self.window_bounds((0, 0, self.width, self.height))
+
+    def window_bounds(self, window: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) in the grid's CRS of a pixel window (col_off, row_off, width, height)."""
+        c, r, w, h = window
+        a = self.window_transform(r, c)
+        return a.c, a.f + a.e * h, a.c + a.a * w, a.f
 
     def window_transform(self, row_off: int, col_off: int) -> Affine:
         """Transform of a window whose top-left pixel is (row_off, col_off); offsets may be negative."""

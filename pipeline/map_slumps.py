@@ -82,9 +82,7 @@ class UnitWindow:
 
     def bounds(self) -> tuple[float, float, float, float]:
         """(xmin, ymin, xmax, ymax) of the halo window in the region's CRS."""
-        c, r, w, h = self.halo
-        a = self.grid.window_transform(r, c)
-        return a.c, a.f + a.e * h, a.c + a.a * w, a.f
+        return self.grid.window_bounds(self.halo)
 
 
 @dataclass(frozen=True)

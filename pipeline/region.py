@@ -223,9 +223,7 @@ def _aoi_geometry(aoi: str, grid: TargetGrid):
 def _window_box(grid: TargetGrid, window: tuple[int, int, int, int]):
     from osgeo import ogr
 
-    c, r, w, h = window
-    a = grid.window_transform(r, c)
-    x0, y0, x1, y1 = a.c, a.f + a.e * h, a.c + a.a * w, a.f
+    x0, y0, x1, y1 = grid.window_bounds(window)
     return ogr.CreateGeometryFromWkt(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))")
 
 
