@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from qgis.core import (
     QgsProcessing,
@@ -177,14 +176,12 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
         dem = self._mosaic(parameters, context, fusion.dem, self.MORE_DEM, "dem", folder)
         fusion = type(fusion)(**{**fusion.__dict__, "optical": optical, "thermal": thermal, "dem": dem})
         aoi_layer = self.parameterAsVectorLayer(parameters, self.AOI, context)
-        python = None
-        if not os.path.basename(sys.executable or "").lower().startswith("python"):
-            from ..pipeline.environment import qgis_python
+        from ..pipeline.environment import qgis_python
 
-            try:
-                python = qgis_python()  # worker processes must not start the QGIS binary
-            except RuntimeError as exc:
-                raise QgsProcessingException(str(exc)) from exc
+        try:
+            python = qgis_python()  # the installer's choice: never the QGIS binary, nor another Python on PATH
+        except RuntimeError as exc:
+            raise QgsProcessingException(str(exc)) from exc
         options = map_options(self, parameters, context)
         try:
             region = RegionOptions(
