@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 # The interpreter choice and the package lists live there: region mapping's workers and the import check use them too.
-from ..pipeline.environment import NEVER_PRIVATE, REQUIRED, prepend_deps_folder, qgis_python
+from ..pipeline.environment import MAPPING_ONLY, NEVER_PRIVATE, REQUIRED, prepend_deps_folder, qgis_python
 
 TORCH_VERSION = "2.13.0"
 TORCH_INDEX = "https://download.pytorch.org/whl/{build}"
@@ -77,7 +77,8 @@ class DependencyStatus:
     @property
     def can_map(self) -> bool:
         """True when mapping works: with PyTorch, or with ONNX Runtime for exported .onnx models."""
-        return self.ok or (self.onnxruntime is not None and self.versions.get("skimage") is not None)
+        found = {**self.versions, "onnxruntime": self.onnxruntime}
+        return self.ok or all(found.get(name) is not None for name in MAPPING_ONLY)
 
 
 def check_dependencies() -> DependencyStatus:
