@@ -108,7 +108,6 @@ def _tc(component: str) -> Compute:
     return lambda w: spectral.tasseled_cap(w.refl, w.sensor, component)
 
 
-_SIX = ("blue", "green", "red", "nir", "swir1", "swir2")
 _UNIT = (-1.0, 1.0)
 _REFL = (0.0, 1.0)
 
@@ -175,9 +174,9 @@ _DEFS = [
         lambda w: spectral.ndwi(w.refl["green"], w.refl["nir"]),
         _UNIT,
     ),
-    FeatureDef("TCB", OPTICAL, "1", _SIX, "Tasseled-Cap brightness", _tc("TCB")),
-    FeatureDef("TCG", OPTICAL, "1", _SIX, "Tasseled-Cap greenness", _tc("TCG")),
-    FeatureDef("TCW", OPTICAL, "1", _SIX, "Tasseled-Cap wetness", _tc("TCW")),
+    FeatureDef("TCB", OPTICAL, "1", OPTICAL_KEYS, "Tasseled-Cap brightness", _tc("TCB")),
+    FeatureDef("TCG", OPTICAL, "1", OPTICAL_KEYS, "Tasseled-Cap greenness", _tc("TCG")),
+    FeatureDef("TCW", OPTICAL, "1", OPTICAL_KEYS, "Tasseled-Cap wetness", _tc("TCW")),
     FeatureDef(
         "LST_ANOMALY",
         AUXILIARY,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .bands import OPTICAL_KEYS
 from .errors import FeatureError
 
 # Tasseled-Cap coefficients for reflectance in the order blue, green, red, NIR, SWIR1, SWIR2.
@@ -87,9 +88,8 @@ def tasseled_cap(bands: dict[str, np.ndarray], sensor: str, component: str) -> n
     """
     require_tasseled_cap(sensor, component)
     coeffs = TASSELED_CAP[sensor][component]
-    order = ("blue", "green", "red", "nir", "swir1", "swir2")
     out = np.zeros_like(bands["blue"], dtype=np.float32)
-    for c, key in zip(coeffs, order):
+    for c, key in zip(coeffs, OPTICAL_KEYS):  # the coefficients are in the bands' order
         out += np.float32(c) * bands[key]
     return out
 

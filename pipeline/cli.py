@@ -72,6 +72,7 @@ def _log(message: str) -> None:
 
 def map_region_command(args: argparse.Namespace) -> int:
     """Run map-region with parsed arguments; prints the result as JSON on stdout."""
+    from ..core.bands import OPTICAL_KEYS
     from ..core.stack import FusionInputs, GridOptions, OpticalBands
     from .map_slumps import MapInputs, MapOptions
     from .region import RegionOptions, input_raster, map_region, result_summary
@@ -90,8 +91,7 @@ def map_region_command(args: argparse.Namespace) -> int:
             raise RtsFusionError(
                 f"--optical-bands must be numbers separated by commas, not {args.optical_bands!r}"
             ) from exc
-        keys = ("blue", "green", "red", "nir", "swir1", "swir2")
-        bands = OpticalBands(**dict(zip(keys, numbers)), sensor=args.sensor)
+        bands = OpticalBands(**dict(zip(OPTICAL_KEYS, numbers)), sensor=args.sensor)
     fusion = FusionInputs(
         one(args.optical, "optical"),
         one(args.thermal, "thermal"),
