@@ -15,16 +15,21 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
-def import_plugin() -> None:
-    """Make the repository root importable as rts_fusion."""
-    if "rts_fusion" in sys.modules:
-        return
+def import_package(folder: str | Path, name: str) -> str:
+    """Import the plugin package in `folder` (a checkout or an extracted older version) under `name`."""
     spec = importlib.util.spec_from_file_location(
-        "rts_fusion", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+        name, Path(folder) / "__init__.py", submodule_search_locations=[str(folder)]
     )
     module = importlib.util.module_from_spec(spec)
-    sys.modules["rts_fusion"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
+    return name
+
+
+def import_plugin() -> None:
+    """Make the repository root importable as rts_fusion."""
+    if "rts_fusion" not in sys.modules:
+        import_package(ROOT, "rts_fusion")
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:

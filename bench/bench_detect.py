@@ -30,7 +30,7 @@ import tempfile
 import time
 
 import numpy as np
-from _common import ROOT, import_plugin, save
+from _common import ROOT, import_package, import_plugin, save
 
 BENCH = str(ROOT / "bench")
 
@@ -96,13 +96,7 @@ def load_version(ref: str, folder: str, name: str) -> str:
     """The plugin package as it was at git `ref`, extracted into `folder` and importable as `name`."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return name
+    return import_package(folder, name)
 
 
 def detect(model, card, stack: str, out: str, device: str, batch: int, package: str = "rts_fusion"):

@@ -26,7 +26,7 @@ import tempfile
 import time
 import traceback
 
-from _common import ROOT, import_plugin
+from _common import ROOT, import_package, import_plugin
 from bench_detect import bare_forward, detect, make_model, make_stack
 
 
@@ -37,13 +37,7 @@ def gpu_detect(tmp: str, size: int, encoders: list[str], batch: int, before: str
 
     engines = ["rts_fusion"]
     if before:
-        engines.append("rts_before")
-        spec = importlib.util.spec_from_file_location(
-            "rts_before", os.path.join(before, "__init__.py"), submodule_search_locations=[before]
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["rts_before"] = module
-        spec.loader.exec_module(module)
+        engines.append(import_package(before, "rts_before"))
     stack = os.path.join(tmp, f"stack_{size}.tif")
     t0 = time.perf_counter()
     make_stack(stack, size, PAPER)
