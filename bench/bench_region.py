@@ -4,7 +4,9 @@
    mask pixels that differ, polygon count and total area of each.
 2. Overhead: the region run on 1 worker (1 thread) against mapslumps in this process (1 thread), the model
    loaded beforehand in both; once with one unit covering the scene (the engine's own cost) and once in units.
-3. Scaling: the same region on 2 workers against 1 worker (1 thread each): throughput ratio.
+3. Scaling: the same region on 2 workers against 1 worker (1 thread each): throughput ratio. Beside it, the
+   machine's own ceiling for this work without Dask: mapslumps over the scene in 2 plain processes at once against
+   1 (1 thread each, started together after an untimed run), so the region runner's share of any shortfall shows.
 4. Memory: peak resident memory per worker for the scene and for the scene repeated 2 × 2 (4× the area, same
    content and slump density, so the same threshold gives the same kind of map), same unit size, fresh clusters.
 
@@ -163,6 +165,54 @@ def run_region(inputs, model, folder, options, unit, address) -> tuple[float, ob
     return time.perf_counter() - t0, result
 
 
+def plain_child(job: bytes, barrier, results) -> None:
+    """One plain process (no Dask): load the model, map the scene once untimed, wait for the others, map it timed.
+
+    `job` is the pickled (inputs, model, options, folder): the plugin package must be importable before it is read.
+    """
+    import pickle
+
+    import_plugin()
+    import torch
+
+    torch.set_num_threads(1)
+    from rts_fusion.pipeline.map_slumps import MapOutputs, load_model, map_slumps
+
+    inputs, model, options, folder = pickle.loads(job)
+    loaded = load_model(model)
+    out = MapOutputs(*(os.path.join(folder, n) for n in ("s.tif", "p.tif", "m.tif", "s.gpkg")))
+    map_slumps(inputs, loaded, out, options)
+    barrier.wait()
+    t0 = time.perf_counter()
+    map_slumps(inputs, loaded, out, options)
+    results.put(time.perf_counter() - t0)
+
+
+def plain_processes(k: int, inputs, model: str, options, tmp: str) -> float:
+    """Seconds the slowest of `k` plain processes took to map the scene, all started together."""
+    import multiprocessing
+    import pickle
+    import queue
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(k), ctx.Queue()
+    jobs = [pickle.dumps((inputs, model, options, os.path.join(tmp, f"plain{k}_{i}"))) for i in range(k)]
+    procs = [ctx.Process(target=plain_child, args=(job, barrier, results)) for job in jobs]
+    for proc in procs:
+        proc.start()
+    seconds: list[float] = []
+    while len(seconds) < k:
+        try:
+            seconds.append(results.get(timeout=5))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode]
+            if dead:
+                raise RuntimeError(f"a plain process exited with {dead[0]}") from None
+    for proc in procs:
+        proc.join()
+    return max(seconds)
+
+
 def peak_memory(size: int, unit: int, model: str, threshold: float, repeat: int = 1) -> float:
     """Peak RSS (MiB) of the busiest worker of a fresh 2-worker cluster mapping the scene repeated repeat²×."""
     bench = os.path.dirname(os.path.abspath(__file__))
@@ -228,6 +278,8 @@ def main() -> None:
             1, model, inputs, options, tmp, [("r1a", args.size), ("r1", args.unit)], args.size
         )
         ((t_units_2, units_2, cores_2),) = timed_runs(2, model, inputs, options, tmp, [("r2", args.unit)], args.unit)
+        t_plain_1 = plain_processes(1, inputs, model, options, tmp)
+        t_plain_2 = plain_processes(2, inputs, model, options, tmp)
 
         figures["threshold"] = options.threshold
         small = peak_memory(args.size, args.unit, model, options.threshold)
@@ -260,6 +312,10 @@ def main() -> None:
             # use part of the second core, so 2 workers can gain at most cores_2 ÷ cores_1.
             "worker_cores_busy_1": round(cores_1, 2),
             "worker_cores_busy_2": round(cores_2, 2),
+            # The same engine without Dask: 2 plain processes mapping the scene at once vs 1 (the machine's ceiling).
+            "plain_1_process_s": round(t_plain_1, 2),
+            "plain_2_processes_s": round(t_plain_2, 2),
+            "plain_throughput_ratio_2_vs_1": round(2 * t_plain_1 / t_plain_2, 3),
         }
     figures["memory"] = {
         "peak_rss_per_worker_mib_1x": round(small, 1),
@@ -296,6 +352,11 @@ def write_markdown(f: dict) -> None:
             "≤ 1.10×",
         ),
         ("scaling: 2 workers vs 1 (throughput)", f"{sc['throughput_ratio_2_vs_1']}×", "≥ 1.8×"),
+        (
+            "ceiling without Dask: mapslumps in 2 plain processes at once vs 1 (throughput)",
+            f"{sc['plain_throughput_ratio_2_vs_1']}× ({sc['plain_2_processes_s']} s vs {sc['plain_1_process_s']} s)",
+            "—",
+        ),
         (
             "cores the workers kept busy, 1 worker / 2 workers",
             f"{sc['worker_cores_busy_1']} / {sc['worker_cores_busy_2']}",
