@@ -346,31 +346,35 @@ def make_install_dialog(parent=None):
             self.resize(700, 450)
             layout = QVBoxLayout(self)
             status = check_dependencies()
-            layout.addWidget(
-                QLabel(
-                    "Training, band importance and the model study need PyTorch, transformers, safetensors and "
-                    "scikit-image in QGIS's Python; mapping works with those or, for models exported to .onnx, with "
-                    "ONNX Runtime and scikit-image alone. Missing now for PyTorch: "
-                    f"{', '.join(status.missing) or 'nothing'}; ONNX Runtime: "
-                    f"{status.onnxruntime or 'missing'}.\nThe choice is installed into {deps_folder()} (numpy "
-                    "stays at QGIS's version), replacing what the plugin installed there before."
-                )
+            intro = QLabel(
+                "Training, band importance and the model study need PyTorch, transformers, safetensors and "
+                "scikit-image in QGIS's Python; mapping works with those or, for models exported to .onnx, with "
+                "ONNX Runtime and scikit-image alone. Missing now for PyTorch: "
+                f"{', '.join(status.missing) or 'nothing'}; ONNX Runtime: "
+                f"{status.onnxruntime or 'missing'}.\nThe choice is installed into {deps_folder()} (numpy "
+                "stays at QGIS's version), replacing what the plugin installed there before."
             )
+            intro.setWordWrap(True)  # long lines would make the dialog wider than a 1366 px screen
+            layout.addWidget(intro)
             form = QFormLayout()
             self.build = QComboBox()
-            self.build.addItem("PyTorch, CPU only", "cpu")
+            # Sized to a short entry, not the longest one, so the dialog fits a small screen.
+            self.build.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            self.build.setMinimumContentsLength(30)
+            self.build.addItem("PyTorch, CPU only (about 1 GB)", "cpu")
             for b in CUDA_BUILDS:
-                self.build.addItem(f"PyTorch, NVIDIA GPU, CUDA {b[2:-1]}.{b[-1]}", b)
-            self.build.addItem(
-                "Mapping only (ONNX Runtime, about 70 MB instead of PyTorch's ~1 GB): exported .onnx models, "
-                "no training",
-                MAPPING_BUILD,
+                self.build.addItem(f"PyTorch, NVIDIA GPU, CUDA {b[2:-1]}.{b[-1]} (several GB)", b)
+            self.build.addItem("Mapping only: ONNX Runtime (about 70 MB)", MAPPING_BUILD)
+            self.build.setToolTip(
+                "PyTorch trains and maps; mapping only maps models exported to .onnx ('Export model to ONNX') "
+                "and cannot train or rank bands."
             )
             form.addRow("Install", self.build)
             layout.addLayout(form)
             self.log = QPlainTextEdit(readOnly=True)
             layout.addWidget(self.log)
             self.result_label = QLabel("")
+            self.result_label.setWordWrap(True)
             layout.addWidget(self.result_label)
             buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
             self.install_button = QPushButton("Install")

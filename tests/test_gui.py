@@ -222,3 +222,21 @@ def test_dock_cancel_during_a_run_stops_it(provider, qgis_iface, big_scene_layer
     assert dock.last_success is False and dock.status.text() == "Cancelled."
     assert sorted(p.name for p in out.iterdir()) == []  # nothing left, not even the finished stack
     dock.deleteLater()
+
+
+def test_install_dialog_fits_a_small_screen(qgis_app):
+    """The installer's text wraps and its choice list sizes to a short entry: Install and Close stay on a 1366 px
+    screen (the long intro line and the longest choice once made the dialog 1885 px wide, buttons off screen)."""
+    from rts_fusion.plugin.dependencies import MAPPING_BUILD, make_install_dialog
+
+    dialog = make_install_dialog()
+    try:
+        assert dialog.minimumSizeHint().width() <= 1000
+        assert dialog.sizeHint().width() <= 1366
+        assert dialog.minimumSizeHint().height() <= 700
+        builds = [dialog.build.itemData(i) for i in range(dialog.build.count())]
+        assert builds[0] == "cpu" and builds[-1] == MAPPING_BUILD
+        dialog.resize(700, 450)
+        assert dialog.width() <= 1366
+    finally:
+        dialog.deleteLater()
