@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -714,7 +715,10 @@ def dask_client(region: RegionOptions, log: LogFn):
     cluster = local_cluster(n, region.python)
     try:
         client = Client(cluster)
-        log(f"Local Dask cluster: {n} worker process(es), 1 thread each; dashboard: {cluster.dashboard_link}")
+        log(
+            f"Local Dask cluster: {n} worker process(es), 1 thread each, Python {region.python or sys.executable}; "
+            f"dashboard: {cluster.dashboard_link}"
+        )
         try:
             yield client
         finally:

@@ -72,37 +72,46 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
         parquet = "" if geoparquet_supported() else " This GDAL has no Parquet driver, so GeoParquet is refused here."
         return (
             "Maps thaw slumps over an area too large for one run, as 'Map thaw slumps' does for one scene. The "
-            "region's grid (the optical layer's, or the target CRS and pixel size given) is cut into square units "
-            "(UNIT_SIZE pixels, default 4096). Each unit is one Dask task: it aligns and fuses the layers over the "
-            "unit and a halo holding every tile that touches it, detects, and writes its probability and mask. "
-            "Tiles lie on one lattice over the whole region, so the probabilities equal a single run's over the "
-            "same area (up to float rounding). Slumps are then polygonised across units: a slump cut by a unit "
-            "border is one polygon, never split or duplicated, with the attributes 'Map thaw slumps' gives.<br><br>"
+            "region's grid (the optical layer's, or the target CRS and pixel size given) is cut into square "
+            "units ('Unit size', UNIT_SIZE, in pixels; default 4096). Each unit is one Dask task: it aligns and"
+            " fuses the layers over the unit and a halo holding every tile that touches it, detects, and writes"
+            " its probability and mask. Tiles lie on one lattice over the whole region, so the probabilities "
+            "equal a single run's over the same area (up to float rounding). Slumps are then polygonised across"
+            " units: a slump cut by a unit border is one polygon, never split or duplicated, with the "
+            "attributes 'Map thaw slumps' gives.<br><br>"
             + MODEL_HELP
-            + "Inputs: the optical, thermal and DEM layers as in 'Map thaw slumps'; further scenes of each "
-            "(MORE_OPTICAL, MORE_THERMAL, MORE_DEM) are mosaicked with them into a VRT. AOI (optional polygon "
-            "layer): the grid is cut to its bounding box and only units meeting its polygons are mapped.<br><br>"
-            "Engine: WORKERS local worker processes (0, the default: one per GPU, else one per CPU core), each "
-            "with 1 thread and the model loaded once, started with QGIS's own Python; or SCHEDULER, the address "
-            "of a running Dask scheduler (tcp://host:8786; empty, the default: a local cluster) whose workers can "
-            "import this plugin and read the layers' paths. The log prints the Dask dashboard's address. "
-            "RETRIES (default 2): reruns of a unit whose worker died or which failed; a unit that still fails is "
-            "reported with its error and the rest of the region completes.<br><br>"
-            "Outputs in OUTPUT_FOLDER: probability.vrt and mask.vrt over the unit files in units/, slumps.gpkg, "
-            "units.csv (each unit's state, tiles, time, error); with COG (default off) also Cloud-Optimised "
-            "GeoTIFFs with overviews; with GEOPARQUET (default off) also slumps.parquet." + parquet + " Each unit's "
-            "files are written completely or not at all, then a status record: running again into the same "
-            "folder with the same settings skips finished units (cancel, then rerun, resumes). Progress counts "
-            "finished units; cancel stops the cluster's work."
+            + (
+                "Inputs: the optical, thermal and DEM layers as in 'Map thaw slumps'; 'Further optical scenes', "
+                "'Further thermal scenes' and 'Further DEM tiles' (MORE_OPTICAL, MORE_THERMAL, MORE_DEM) are "
+                "mosaicked with them into a VRT. 'Area of interest' (AOI, optional polygon layer): the grid is cut "
+                "to its bounding box and only units meeting its polygons are mapped.<br><br>Engine: 'Local workers'"
+                " (WORKERS) worker processes (0, the default: one per GPU, else one per CPU core), each with 1 "
+                "thread and the model loaded once, started with QGIS's own Python (named in the log); or 'Dask "
+                "scheduler' (SCHEDULER), the address of a running Dask scheduler (tcp://host:8786; empty, the "
+                "default: a local cluster) whose workers can import this plugin and read the layers' paths. The log"
+                " prints the Dask dashboard's address. 'Retries' (RETRIES, advanced; default 2): reruns of a unit "
+                "whose worker died or which failed; a unit that still fails is reported with its error and the rest"
+                " of the region completes.<br><br>Outputs in 'Output folder' (OUTPUT_FOLDER; give a folder of your "
+                "own, so that a rerun can resume): probability.vrt and mask.vrt over the unit files in units/, "
+                "slumps.gpkg, units.csv (each unit's state, tiles, time, error); with 'Also write COGs' (COG, "
+                "default off) also Cloud-Optimised GeoTIFFs with overviews; with 'Also write GeoParquet' "
+                "(GEOPARQUET, default off) also slumps.parquet."
+            )
+            + parquet
+            + (
+                " Each unit's files are written completely or not at all, then a status record: running again into "
+                "the same folder with the same settings skips finished units (cancel, then rerun, resumes). "
+                "Progress counts finished units; cancel stops the cluster's work."
+            )
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
         add_model_file_parameter(self, self.MODEL)
         self.add_input_parameters(with_features=False)
         for name, label in (
-            (self.MORE_OPTICAL, "Further optical scenes (mosaicked with the optical image)"),
-            (self.MORE_THERMAL, "Further thermal scenes (mosaicked with the thermal layer)"),
-            (self.MORE_DEM, "Further DEM tiles (mosaicked with the elevation model)"),
+            (self.MORE_OPTICAL, "Further optical scenes (mosaicked)"),
+            (self.MORE_THERMAL, "Further thermal scenes (mosaicked)"),
+            (self.MORE_DEM, "Further DEM tiles (mosaicked)"),
         ):
             self.addParameter(
                 QgsProcessingParameterMultipleLayers(name, label, QgsProcessing.SourceType.TypeRaster, optional=True)
@@ -123,7 +132,7 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.WORKERS,
-                "Local workers (0: one per GPU, else per CPU core)",
+                "Local workers (0: one per GPU or CPU core)",
                 QgsProcessingParameterNumber.Type.Integer,
                 0,
                 False,
@@ -132,7 +141,7 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterString(
-                self.SCHEDULER, "Dask scheduler address (empty: a local cluster)", defaultValue="", optional=True
+                self.SCHEDULER, "Dask scheduler (empty: local cluster)", defaultValue="", optional=True
             )
         )
         retries = QgsProcessingParameterNumber(
@@ -140,7 +149,9 @@ class MapRegionAlgorithm(FusionInputsAlgorithm):
         )
         retries.setFlags(retries.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         self.addParameter(retries)
-        self.addParameter(QgsProcessingParameterBoolean(self.COG, "Also write COGs with overviews", False))
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.COG, "Also write COGs (Cloud-Optimised GeoTIFFs with overviews)", False)
+        )
         self.addParameter(QgsProcessingParameterBoolean(self.GEOPARQUET, "Also write GeoParquet polygons", False))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.PROBABILITY, "Slump probability (VRT mosaic)"))

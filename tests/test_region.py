@@ -253,6 +253,14 @@ def test_cancel_stops_the_work_and_a_rerun_completes(inputs, tiny_model, cluster
 def test_mapregion_algorithm_mosaics_scenes_and_maps_on_a_local_cluster(provider, inputs, tiny_model, single,
                                                                         tmp_path):  # fmt: skip
     import processing
+    from qgis.core import QgsProcessingFeedback
+    from rts_fusion.pipeline.environment import qgis_python
+
+    class Log(QgsProcessingFeedback):
+        lines: list[str] = []
+
+        def pushInfo(self, info):  # noqa: N802 - QGIS API name
+            self.lines.append(info)
 
     # The optical image as two scenes (west and east halves): the algorithm mosaics them into a VRT.
     optical = inputs.fusion.optical
@@ -284,7 +292,10 @@ def test_mapregion_algorithm_mosaics_scenes_and_maps_on_a_local_cluster(provider
             "WORKERS": 2,
             "OUTPUT_FOLDER": out,
         },
+        feedback=(log := Log()),
     )
+    # The log names the interpreter the workers were started with (the installer's choice).
+    assert any(f"Python {qgis_python()}; dashboard:" in line for line in log.lines), log.lines
     assert os.path.isfile(os.path.join(out, "inputs", "optical.vrt"))
     assert res["FAILED"] == 0 and res["COUNT"] == len(single[1])
     assert polygon_areas(res["POLYGONS"]) == single[1]
