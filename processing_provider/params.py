@@ -87,11 +87,11 @@ def add_threshold_parameter(alg: QgsProcessingAlgorithm, name: str = "THRESHOLD"
 
 def add_min_area_parameter(alg: QgsProcessingAlgorithm, name: str = "MIN_AREA") -> None:
     """The minimum slump area in m², default 1000."""
-    alg.addParameter(
-        QgsProcessingParameterNumber(
-            name, "Minimum slump area (m²)", QgsProcessingParameterNumber.Type.Double, 1000.0, False, 0.0
-        )
+    param = QgsProcessingParameterNumber(
+        name, "Minimum slump area (m²)", QgsProcessingParameterNumber.Type.Double, 1000.0, False, 0.0
     )
+    param.setMetadata({"widget_wrapper": {"decimals": 0}})  # whole square metres: "1000", not "1000.000000"
+    alg.addParameter(param)
 
 
 def device_choice(alg: QgsProcessingAlgorithm, parameters, context, name: str = "DEVICE") -> str:

@@ -80,3 +80,11 @@ def test_algorithm_refuses_output_over_input_before_work(qgis_processing, provid
     result = processing.run("rtsfusion:changedetect", {"BEFORE": source, "AFTER": source, "OUTPUT": str(out)})
     assert result["N_STABLE"] == 1 and out.exists()
     assert [p.name for p in out.parent.iterdir()] == ["changes.gpkg"]
+
+
+def test_minimum_area_is_shown_in_whole_square_metres(provider):
+    """The dialog shows '1000', not '1000.000000' (seen in the real QGIS window)."""
+    for alg_id in ("rtsfusion:mapslumps", "rtsfusion:mapregion"):
+        param = provider.algorithm(alg_id.split(":")[1]).parameterDefinition("MIN_AREA")
+        assert param.metadata()["widget_wrapper"]["decimals"] == 0
+        assert param.defaultValue() == 1000.0
