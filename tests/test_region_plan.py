@@ -38,21 +38,18 @@ def test_console_command_help_and_a_missing_input(tmp_path, capsys):
 def test_area_of_interest_is_read_as_every_polygon_layer_is(tmp_path):
     from osgeo import ogr, osr
     from rts_fusion.core.errors import RtsFusionError
+    from rts_fusion.core.vector import PolygonRecord, write_polygons
 
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32646)
     grid = TargetGrid(srs.ExportToWkt(), (10.0, 0.0, 500000.0, 0.0, -10.0, 3900000.0), 100, 100)
     path = str(tmp_path / "aoi.gpkg")
-    ds = ogr.GetDriverByName("GPKG").CreateDataSource(path)
-    layer = ds.CreateLayer("aoi", srs, ogr.wkbPolygon)
-    layer.CreateField(ogr.FieldDefn("keep", ogr.OFTInteger))
-    for keep, x0 in ((1, 500000), (0, 500500)):
-        feat = ogr.Feature(layer.GetLayerDefn())
-        feat.SetField("keep", keep)
-        feat.SetGeometry(ogr.CreateGeometryFromWkt(
-            f"POLYGON(({x0} 3899000,{x0 + 200} 3899000,{x0 + 200} 3899200,{x0} 3899200,{x0} 3899000))"
-        ))  # fmt: skip
-        layer.CreateFeature(feat)
+    squares = [
+        PolygonRecord([(x0, 3899000), (x0 + 200, 3899000), (x0 + 200, 3899200), (x0, 3899200)], {"keep": keep})
+        for keep, x0 in ((1, 500000), (0, 500500))
+    ]
+    write_polygons(path, "aoi", grid.crs_wkt, squares)
+    ds = ogr.Open(path, 1)
     points = ds.CreateLayer("points", srs, ogr.wkbPoint)
     feat = ogr.Feature(points.GetLayerDefn())
     feat.SetGeometry(ogr.CreateGeometryFromWkt("POINT (500050 3899050)"))
