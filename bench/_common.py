@@ -51,8 +51,8 @@ def save(name: str, payload: dict) -> Path:
     return path
 
 
-def sample_stack(folder: Path, size: int, seed: int = 42, regions: int = 0):
-    """A sample scene of `size` px (with `regions` strips, see generate_sample_scene) fused with the extended preset.
+def sample_stack(folder: Path, size: int, seed: int = 42, regions: int = 0, slump_density: float = 1.0):
+    """A sample scene of `size` px fused with the extended preset (regions, slump_density: generate_sample_scene's).
 
     Returns:
         (scene, stack path).
@@ -62,5 +62,7 @@ def sample_stack(folder: Path, size: int, seed: int = 42, regions: int = 0):
     from rts_fusion.core.features import EXTENDED
     from rts_fusion.core.synthetic import fuse_sample_scene, generate_sample_scene
 
-    scene = generate_sample_scene(str(folder / "scene"), size=size, seed=seed, regions=regions)
+    scene = generate_sample_scene(
+        str(folder / "scene"), size=size, seed=seed, regions=regions, slump_density=slump_density
+    )
     return scene, fuse_sample_scene(scene, EXTENDED, str(folder / "stack.tif"))

@@ -49,6 +49,13 @@ def main() -> None:
     parser.add_argument("--architectures", nargs="+", default=None, help="a subset of the twelve (registry names)")
     parser.add_argument("--name", default="model_study", help="results name in bench/results")
     parser.add_argument("--test-fraction", type=float, default=0.3, help="share of blocks held out for testing")
+    parser.add_argument(
+        "--slump-density",
+        type=float,
+        default=1.0,
+        help="slumps per area relative to the sample scene's; above 1 the scene also gets small lakes all over it, "
+        "so the slumps spread over more chips (see core.synthetic.generate_sample_scene)",
+    )
     args = parser.parse_args()
     import_plugin()
     import torch
@@ -59,7 +66,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="model_study_"))
-    scene, stack = sample_stack(tmp, args.size)
+    scene, stack = sample_stack(tmp, args.size, slump_density=args.slump_density)
     chosen = args.architectures or STUDY_TWELVE
     runs = [StudyRun(f"{ARCHITECTURES[a][0]} [rgb]", a, PRESETS["rgb"]) for a in chosen]
     runs.append(StudyRun("FusionSA-SegFormer [paper]", "fusion_sa_segformer", PAPER))
@@ -77,7 +84,8 @@ def main() -> None:
         test_fraction=args.test_fraction,
     )
     print(
-        f"scene {args.size} px, {scene.n_slumps} slumps; {len(runs)} models × seeds {args.seeds}; "
+        f"scene {args.size} px, {scene.n_slumps} slumps (density {args.slump_density:g}); "
+        f"{len(runs)} models × seeds {args.seeds}; "
         f"{args.size_class} encoders, tile {args.tile}, {args.epochs} epochs × {args.chips_per_epoch} chips; "
         f"torch threads {torch.get_num_threads()}",
         flush=True,
@@ -136,7 +144,7 @@ def write_markdown(path: Path, summary: list[dict], args, seconds: float) -> Non
     import sys
 
     lines = [
-        f"# Model study — SYNTHETIC SCENE ({args.size} px), not the study's data",
+        f"# Model study — SYNTHETIC SCENE ({args.size} px, slump density {args.slump_density:g}), not the study's data",
         "",
         f"Command: `.venv/bin/python bench/model_study.py {' '.join(sys.argv[1:])}`  ",
         f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores shared with other jobs; "

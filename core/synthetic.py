@@ -186,7 +186,12 @@ def _year_slumps(records: list, year: int, n: int, transform: Affine) -> np.ndar
 
 
 def generate_sample_scene(
-    folder: str, size: int = 512, seed: int = 42, regions: int = 0, year: int | None = None
+    folder: str,
+    size: int = 512,
+    seed: int = 42,
+    regions: int = 0,
+    year: int | None = None,
+    slump_density: float = 1.0,
 ) -> SampleScene:
     """Write a synthetic RTS scene of size × size optical pixels (10 m) into folder.
 
@@ -200,6 +205,11 @@ def generate_sample_scene(
         year: None, or a year (2019–2024) of the same place: the same terrain and slump sites, the slumps smaller
             the earlier the year (8 % of area per year before 2024), and that year's own illumination and noise;
             for temporal-transfer experiments.
+        slump_density: slumps aimed at per area, relative to the default (14 per 512 × 512 px, about 0.53 per
+            km²). Slumps sit near water; above 1 the scene also gets small lakes in local hollows all over it, so
+            the extra slumps spread over more of the scene instead of crowding the shores of the few large lakes
+            (at 1536 px, 2 puts slumps in 174 of the 576 tiles of 64 px, where 1 puts them in 50). 1 leaves the
+            scene as it always was. Fewer are drawn when the suitable sites run out (n_slumps says how many).
 
     Returns:
         The written paths and the number of slumps drawn.
@@ -207,6 +217,8 @@ def generate_sample_scene(
     """
     if size < 64:
         raise ValueError("The sample scene needs at least 64 × 64 pixels.")
+    if not slump_density > 0:
+        raise ValueError(f"The slump density must be above 0 (got {slump_density}).")
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
     margin = max(16, size // 8)  # DEM and thermal cover more than the optical image, as in real data
@@ -222,6 +234,14 @@ def generate_sample_scene(
     water = smooth < np.percentile(smooth, 6)
     water = ndimage.binary_opening(water, iterations=2)
     lake_level = np.where(water, np.percentile(smooth, 6), dem)
+    if slump_density > 1:  # more, smaller lakes in local hollows all over the scene, each level with its rim
+        hollow = smooth - ndimage.gaussian_filter(smooth, n / 24)
+        ponds = ndimage.binary_opening(hollow < np.percentile(hollow, 4), iterations=2) & ~water
+        labels, count = ndimage.label(ponds)
+        if count:
+            rims = np.asarray(ndimage.maximum(smooth, labels, np.arange(1, count + 1)))
+            lake_level = np.where(ponds, np.concatenate([[0.0], rims])[labels], lake_level)
+            water |= ponds
     dem = np.where(water, lake_level, dem)
     slope = terrain.slope_degrees(dem, PIXEL, PIXEL)
     slope = np.where(np.isnan(slope), 0, slope)
@@ -230,7 +250,7 @@ def generate_sample_scene(
     dist_water = ndimage.distance_transform_edt(~water) * PIXEL
 
     # --- Thaw slumps: gentle slopes, near water, not overlapping.
-    n_target = max(4, round(14 * (size / 512) ** 2))
+    n_target = max(4, round(14 * slump_density * (size / 512) ** 2))
     ok = (slope >= 3) & (slope <= 10) & (dist_water > 20) & (dist_water < 400)
     edge = margin + 20
     ok[:edge], ok[-edge:], ok[:, :edge], ok[:, -edge:] = False, False, False, False

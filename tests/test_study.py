@@ -97,6 +97,45 @@ def test_regions_of_the_sample_differ_and_split(region_scene, tmp_path):
     assert relief[2] > relief[0]  # the east strip is rougher than the west one
 
 
+def _slumps_and_water(scene):
+    """The scene's slump mask and open-water mask (dark NIR) on its optical grid."""
+    import rasterio
+    from rasterio.features import rasterize
+    from rts_fusion.core.vector import read_polygons
+    from scipy import ndimage
+
+    with rasterio.open(scene.optical) as ds:
+        shapes = [({"type": "Polygon", "coordinates": [list(r) for r in p]}, 1) for p in read_polygons(scene.slumps)]
+        slumps = rasterize(shapes, (ds.height, ds.width), transform=ds.transform).astype(bool)
+        water = ndimage.binary_opening(ds.read(4) < 300)  # NIR reflectance × 10 000: water below 0.03
+    return slumps, water
+
+
+def test_a_denser_sample_spreads_its_slumps_over_more_chips(tmp_path):
+    with pytest.raises(ValueError, match="slump density"):
+        generate_sample_scene(str(tmp_path / "zero"), size=64, slump_density=0)
+    from scipy import ndimage
+
+    plain = generate_sample_scene(str(tmp_path / "plain"), size=512, seed=42)
+    dense = generate_sample_scene(str(tmp_path / "dense"), size=512, seed=42, slump_density=3)
+    assert (plain.n_slumps, dense.n_slumps) == (14, 42)
+    counts = {}
+    for name, scene in (("plain", plain), ("dense", dense)):
+        slumps, water = _slumps_and_water(scene)
+        tiles = int(slumps.reshape(8, 64, 8, 64).any(axis=(1, 3)).sum())  # chips of 64 px holding a slump
+        lakes = ndimage.label(water)[1]
+        labels, n = ndimage.label(slumps)
+        metres = ndimage.distance_transform_edt(~water) * 10  # to the nearest open water in the image
+        near = np.asarray(ndimage.minimum(metres, labels, np.arange(1, n + 1)))  # each slump's nearest edge
+        # Beside the lakes, never in them: every site lies within 400 m of water, which for a few is a lake just
+        # outside the image.
+        assert (near < 400).mean() >= 0.9 and not (slumps & water).any()
+        counts[name] = tiles, lakes
+    # Small lakes all over the dense scene: its slumps fill about twice as many chips, not the same shores.
+    assert counts["dense"][1] >= 3 * counts["plain"][1]
+    assert counts["dense"][0] >= 1.8 * counts["plain"][0]
+
+
 def test_spatial_transfer_leaves_each_region_out(region_scene, tmp_path, stub_fit):
     stack, slumps, regions = region_scene
     res = spatial_transfer(stack, slumps, regions, "region", QUICK, bands=PAPER, workdir=str(tmp_path))
