@@ -24,7 +24,7 @@ STUDY_DIFFERENCES = (
     ("Dice loss", "zero on batches without slump pixels", "smoothed, also acting on batches without slumps"),
     ("split", "random chips (neighbouring chips can share ground)",
      "blocked: whole spatial blocks held out, no leakage"),
-    ("input scaling", "per-chip min–max of every band, ImageNet mean/std on RGB",
+    ("input scaling", "factor bands min–max per chip; 8-bit RGB ÷ 255, then ImageNet mean/std",
      "per-band standardisation with training statistics: one scaling for the whole scene; to the unseen half of "
      "the real Peel clip it transferred as well as per-scene standardisation and far better than per-chip "
      "min–max (" + PEEL_FIGURES + ")"),

@@ -99,7 +99,7 @@ STUDY_DIFFERENCES = {
     "unet_resnet34": "decoder ours (smp's U-Net decoder in the study); full-resolution input skip",
     "unetpp_resnet34": "decoder ours (smp's U-Net++ in the study); full-resolution input skip",
     "deeplabv3plus_resnet34": "output stride 16 as the study; plain instead of separable decoder convolutions",
-    "fcn_resnet50": "output stride 8 as the study (torchvision); no auxiliary head",
+    "fcn_resnet50": "output stride 8 as the study (torchvision's, without its auxiliary head as in the study)",
     "unet_convnext": "transformers ConvNeXt-T (timm in the study); decoder ours",
     "unet_swin": "all four Swin-T stages as the study; transformers Swin (timm in the study); decoder ours",
     "segformer": "the original all-MLP SegFormer head: not the study's SegFormer (that is segformer_study)",
@@ -111,9 +111,29 @@ STUDY_DIFFERENCES = {
 }
 
 
-def differs_from_study(architecture: str) -> str:
-    """How the model differs from the study's build, in a few words ("as the study" when it does not)."""
-    return STUDY_DIFFERENCES.get(architecture, "as the study")
+# The study's model.py starts these encoders from ImageNet weights when the input has 3 bands (RGB): not here.
+IMAGENET_ON_RGB_IN_STUDY = (
+    "segformer_study",
+    "sa_segformer",
+    "ca_segformer",
+    "fusion_sa_segformer",
+    "sa_convnext",
+    "ca_convnext",
+)
+RANDOM_START = "random start (the study started this encoder from ImageNet weights on 3-band input; no download here)"
+
+
+def differs_from_study(architecture: str, bands: int | None = None) -> str:
+    """How the model differs from the study's build, in a few words ("as the study" when it does not).
+
+    With bands = 3 the MiT and attention-ConvNeXt models also differ in their start: the study's code loads
+    ImageNet weights for them on RGB input, ours start from random weights (no model hub). On other band counts
+    the study started them from random weights too.
+    """
+    text = STUDY_DIFFERENCES.get(architecture, "")
+    if bands == 3 and architecture in IMAGENET_ON_RGB_IN_STUDY:
+        text = f"{text}; {RANDOM_START}" if text else RANDOM_START
+    return text or "as the study"
 
 
 MIT_BASED = (

@@ -184,7 +184,7 @@ def run_model_study(
                 "model": run.label,
                 "architecture": run.architecture,
                 "bands": len(result.card.bands),
-                "vs_study": differs_from_study(run.architecture),
+                "vs_study": differs_from_study(run.architecture, len(result.card.bands)),
                 "seed": seed,
                 "params": int(result.card.training.parameters),
                 "train_seconds": float(result.card.training.train_seconds),
@@ -221,7 +221,7 @@ def summarize_rows(rows: list[dict]) -> list[dict]:
     for label in dict.fromkeys(r["model"] for r in rows):
         group = [r for r in rows if r["model"] == label]
         s = {"model": label, "architecture": group[0]["architecture"], "bands": group[0]["bands"]}
-        s["vs_study"] = differs_from_study(s["architecture"])
+        s["vs_study"] = differs_from_study(s["architecture"], s["bands"])
         s["params"] = group[0]["params"]
         s["seeds"] = len(group)
         for key in (*METRICS, *(f"{m}_per_chip" for m in METRICS), *STUDY_COLUMNS, "train_seconds"):
@@ -376,9 +376,10 @@ def _overall(rows: list[dict]) -> dict:
 def held_out_locations(
     stack_path: str, inventory_path: str, cfg: TrainConfig, bands: tuple[str, ...] | None = None
 ) -> tuple[np.ndarray, int]:
-    """The pixels a training run on this stack never trains on: its validation and test chips less train chips.
+    """The pixels a training run on this stack never sees: its test chips less any training or validation chip.
 
-    The split is recomputed with the run's settings and seed (it is deterministic), so it is the run's own.
+    Validation chips are left out as well: they pick the best epoch, so scoring them would flatter the run. The
+    split is recomputed with the run's settings and seed (it is deterministic), so it is the run's own.
 
     Returns:
         (mask over the whole stack, number of held-out chips).
@@ -402,13 +403,13 @@ def held_out_locations(
                 m[r : r + chip, c : c + chip] = True
         return m
 
-    mask = cover(("val", "test")) & ~cover(("train",)) & scene.valid
+    mask = cover(("test",)) & ~cover(("train", "val")) & scene.valid
     if not mask.any():
         raise RtsFusionError(
             "The training split holds out no location that no training chip covers, so the other years cannot "
             "be scored on unseen ground; use the blocked split or a larger area."
         )
-    return mask, len(split.chips["val"]) + len(split.chips["test"])
+    return mask, len(split.chips["test"])
 
 
 def temporal_transfer(
@@ -425,7 +426,8 @@ def temporal_transfer(
     """Train on one year's (stack, inventory), test on other years' (label, stack, inventory) at the same places.
 
     As in the study, the other years are scored only at locations held out from training: the training run's
-    validation and test chips, less any pixel a training chip covers. The years' stacks must share one grid.
+    test chips, less any pixel a training or validation chip covers (unlike the study's script, whose validation
+    chips, which pick the best epoch, are the scored ones). The years' stacks must share one grid.
     """
     progress, is_canceled, log = progress or (lambda _p: None), is_canceled or (lambda: False), log or (lambda _m: None)
     require_overlap(train[1], train[0], f"the {train_label} inventory", f"the {train_label} stack")
@@ -501,17 +503,22 @@ def settings_of(cfg: TrainConfig, **extra) -> dict:
 
 
 # ----- transfer over a chip manifest (the study's layout: region and year columns) ------------------------------
-def _manifest_rows(manifest: str) -> tuple[list[dict], list[str]]:
-    base = Path(manifest).resolve().parent
-    with open(manifest, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        rows, fields = list(reader), list(reader.fieldnames or [])
-    if not rows:
-        raise RtsFusionError(f"The manifest '{manifest}' has no rows.")
-    path_cols = [c for c in fields if c not in MANIFEST_FIXED - {"optical_path", "mask_path"}]
-    for row in rows:  # absolute paths, so subsets written elsewhere still find their files
-        for c in path_cols:
-            row[c] = _resolve(row[c], base)
+def _manifest_rows(manifest: str | Sequence[str]) -> tuple[list[dict], list[str]]:
+    """The rows of one manifest, or of several joined (the study ships one per year), with absolute paths."""
+    rows, fields = [], []
+    for path in [manifest] if isinstance(manifest, str) else manifest:
+        base = Path(path).resolve().parent
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            these, names = list(reader), list(reader.fieldnames or [])
+        if not these:
+            raise RtsFusionError(f"The manifest '{path}' has no rows.")
+        path_cols = [c for c in names if c not in MANIFEST_FIXED - {"optical_path", "mask_path"}]
+        for row in these:  # absolute paths, so subsets written elsewhere still find their files
+            for c in path_cols:
+                row[c] = _resolve(row[c], base)
+        rows += these
+        fields += [n for n in names if n not in fields]
     return rows, fields
 
 
@@ -538,9 +545,13 @@ def _evaluate_manifest(model: torch.nn.Module, card: ModelCard, manifest: str, d
 
 
 def _location(row: dict) -> tuple[str, str]:
-    """A chip's place: (region, stem) as in the study's manifests; else the optical file's name."""
-    stem = row.get("stem") or Path(row.get("optical_path", "")).stem
-    return str(row.get("region", "")), str(stem)
+    """A chip's place: (region, stem) as in the study's manifests; else the optical file's name.
+
+    A numeric stem is compared as a number, as the study's pandas reads it: its split file writes 151 where its
+    year manifests write 000000000151.
+    """
+    stem = str(row.get("stem") or Path(row.get("optical_path", "")).stem).strip()
+    return str(row.get("region", "")), str(int(stem)) if stem.isdigit() else stem
 
 
 def held_out_keys(keys: Sequence[tuple[str, str]], seed: int, fraction: float = 0.2) -> set[tuple[str, str]]:
@@ -559,7 +570,7 @@ def held_out_keys(keys: Sequence[tuple[str, str]], seed: int, fraction: float = 
 
 
 def manifest_transfer(
-    manifest: str,
+    manifest: str | Sequence[str],
     column: str,
     cfg: TrainConfig,
     train_value: str | None = None,
@@ -569,6 +580,8 @@ def manifest_transfer(
     log: Callable[[str], None] | None = None,
 ) -> TransferResult:
     """Transfer over a manifest column (the study's chip layout has "region" and "year" columns).
+
+    manifest may be several files, joined row by row (the study ships manifest_2023 and manifest_2024 apart).
 
     Without train_value, each value is left out in turn (spatial transfer, e.g. column "region"); with it, the
     model trains on that value's chips and is tested on every other value's (temporal, e.g. column "year"), as

@@ -9,10 +9,11 @@ As the study built them (its baselines.py: torchvision and segmentation-models-p
 dilated to output stride 8 (stages 3 and 4 at rates 2 and 4, as torchvision's fcn_resnet50); DeepLabV3+ runs
 at output stride 16 (stage 4 at rate 2, ASPP rates 12, 24, 36, as smp's default); the Swin-T U-Net takes the
 outputs of all four Swin stages (1/4 … 1/32, before each patch merging, as timm's features). Differences that
-remain (models.registry.STUDY_DIFFERENCES): the encoders are transformers' (random weights; the study's RGB
-baselines could start from ImageNet weights); U-Net/U-Net++ decoders are ours and take a full-resolution
-convolution of the input as the finest skip; DeepLabV3+'s decoder uses plain, not depth-wise separable,
-convolutions; FCN's head is torchvision's without its auxiliary classifier.
+remain (models.registry.STUDY_DIFFERENCES): the encoders are transformers' (the study's were smp's and timm's;
+all of these started from random weights there too, as here); U-Net/U-Net++ decoders are ours and take a
+full-resolution convolution of the input as the finest skip; DeepLabV3+'s decoder uses plain, not depth-wise
+separable, convolutions. (Only the study's MiT and attention-ConvNeXt models loaded ImageNet weights, and only on
+RGB: models.registry.differs_from_study.)
 """
 
 from __future__ import annotations

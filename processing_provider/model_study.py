@@ -85,6 +85,9 @@ class ModelStudyAlgorithm(RtsAlgorithm):
             "<br>Encoder size: <i>tiny</i> (narrow and shallow; quick, CPU-friendly) or <i>standard</i> (the sizes "
             f"the study names; MiT-b0 for the SegFormer family).<br>Architectures, and how each differs from the "
             f"study's build of it (the table's vs_study column says the same):<ul>{names}</ul>"
+            "On RGB (3 bands) the SegFormer-family and attention-ConvNeXt models also start from random weights "
+            "where the study's code loaded ImageNet weights (no model download here); on other band sets the "
+            "study started them from random weights too. "
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name

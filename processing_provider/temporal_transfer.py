@@ -31,6 +31,7 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
     TEST_INVENTORIES = "TEST_INVENTORIES"
     MANIFEST = "MANIFEST"
     MANIFEST_COLUMN = "MANIFEST_COLUMN"
+    OTHER_MANIFEST = "OTHER_MANIFEST"
     TRAIN_VALUE = "TRAIN_VALUE"
     LABELS = "LABELS"
     OUTPUT = "OUTPUT"
@@ -47,15 +48,19 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
             "Trains a model on one year's fused stack and inventory and tests it on other years' stacks and "
             "inventories of the same places (pair them in the same order; labels default to the layer names). "
             "As in the study, the other years are scored only at locations held out from training (the training "
-            "run's validation and test chips, less any pixel a training chip covers; the years' stacks must share "
-            "one grid), so the score is not flattered by ground the model was trained on. Rows: the training "
+            "run's test chips, less any pixel a training or validation chip covers; the years' stacks must share "
+            "one grid), so the score is not flattered by ground the model was trained on or its best epoch was "
+            "picked on. Rows: the training "
             "year's own held-out test split, then each other year at the held-out locations.<br>"
             + SCORE_COLUMNS_HELP
             + "<br>"
             "The study reported overall accuracy above 0.90 in other years.<br>With a chip manifest (the study's "
             "layout), give its year column and the training year: as the study's script does, 20 % of the "
             "locations (region and stem) both years hold are held out per region, the model trains on the "
-            "training year's other chips and is scored at the held-out locations of every other year."
+            "training year's other chips and is scored at the held-out locations of every other year. The study "
+            "ships one manifest per year (manifest_2023…, manifest_2024.csv): give the second as <i>other years' "
+            "chip manifest</i> and the two are joined; a numeric stem matches across them as a number (151 and "
+            "000000000151 are the same place)."
         )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API name
@@ -86,6 +91,10 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
                                        optional=True)
         )  # fmt: skip
         self.addParameter(
+            QgsProcessingParameterFile(self.OTHER_MANIFEST, "Manifest: other years' chip manifest (joined to it)",
+                                       optional=True)
+        )  # fmt: skip
+        self.addParameter(
             QgsProcessingParameterString(self.MANIFEST_COLUMN, "Manifest year column", "year", optional=True)
         )
         self.addParameter(
@@ -108,7 +117,11 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
         from ..models.study import manifest_transfer, temporal_transfer
 
         manifest = self.parameterAsFile(parameters, self.MANIFEST, context)
+        other = self.parameterAsFile(parameters, self.OTHER_MANIFEST, context)
+        if other and not manifest:
+            raise QgsProcessingException("The other years' manifest is joined to a chip manifest: give that too.")
         if manifest:
+            manifest = [manifest, other] if other else manifest
             train_value = self.parameterAsString(parameters, self.TRAIN_VALUE, context).strip()
             if not train_value:
                 raise QgsProcessingException("With a manifest, give the training year (a value of its year column).")

@@ -163,6 +163,10 @@ def test_comparison_models_are_built_as_the_study_built_them():
     assert plain.decoder.attention_kind == "none" and not hasattr(plain.decoder, "attention")
     assert ARCHITECTURES["segformer"][0].startswith("SegFormer-MLP")
     assert "not the study's" in differs_from_study("segformer") and differs_from_study("sa_segformer") == "as the study"
+    # The study's code loads ImageNet weights for its MiT / attention-ConvNeXt models on 3-band input only.
+    assert "ImageNet" in differs_from_study("sa_segformer", 3) and "ImageNet" in differs_from_study("sa_convnext", 3)
+    assert differs_from_study("fusion_sa_segformer", 13) == "as the study"
+    assert "ImageNet" not in differs_from_study("unet_resnet34", 3)  # smp with encoder_weights=None in the study
 
 
 STUDY_FACTORS = ("DEM", "EVI", "FTI", "LST", "NBR", "NDMI", "NDVI", "TCB", "TCG", "TCW")
@@ -211,6 +215,79 @@ def write_zenodo_layout(root, year="2023", chip=64, per_region=4):
         writer.writeheader()
         writer.writerows(rows)
     return manifest
+
+
+def write_zenodo_2024(root, chip=64, per_region=4):
+    """The same places in the authors' 2024 layout: optical/img/<区域>_<stem>.tif, masks under factors/DEM/<region>/
+    labels, stems written in full (000000000151), no split column; slumps a little larger than in 2023."""
+    import csv
+
+    import rasterio
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for region in REGIONS:
+        for k in range(per_region):
+            stem = f"{151 + 7 * k:012d}"
+            mask = np.zeros((chip, chip), np.uint8)
+            if k % 2 == 0:
+                mask[8:32, 18:42] = 1
+            rgb = rng.integers(0, 256, (3, chip, chip), dtype=np.uint8)
+            rgb[:, mask > 0] //= 3
+            files = {
+                "optical_path": (f"data/2024/optical/img/{region.removesuffix('数据集')}_{stem}.tif", rgb),
+                "mask_path": (f"data/2024/factors/DEM/{region}/labels/{stem}.tif", mask[None]),
+            }
+            for f in STUDY_FACTORS:
+                arr = rng.normal(100, 10, (1, chip, chip)).astype(np.float32) + (mask > 0) * 20.0
+                files[f] = (f"data/2024/factors/{f}/{region}/images/{stem}.tif", arr)
+            row = {"year": "2024", "region": region, "stem": stem}
+            for col, (rel, arr) in files.items():
+                path = root / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with rasterio.open(path, "w", driver="GTiff", width=chip, height=chip, count=arr.shape[0],
+                                   dtype=arr.dtype.name) as dst:  # fmt: skip
+                    dst.write(arr)
+                row[col] = rel
+            rows.append(row)
+    manifest = root / "data" / "manifests" / "manifest_2024.csv"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with open(manifest, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["year", "region", "stem", "optical_path", "mask_path", *STUDY_FACTORS])
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def test_the_authors_two_year_manifests_transfer_as_they_are(provider, tmp_path, stub_fit):
+    """Their 2023 split file and 2024 manifest, joined: the same places match although the stems are written
+    differently (151 vs 000000000151), and 2024 is scored only at the held-out places."""
+    from rts_fusion.core.features import PAPER
+    from rts_fusion.models.data import load_manifest
+    from rts_fusion.models.study import manifest_transfer
+
+    m2023, m2024 = write_zenodo_layout(tmp_path), write_zenodo_2024(tmp_path)
+    chips = load_manifest(str(m2024))  # the 2024 layout alone: no split column, so a seeded random split
+    assert chips.bands == PAPER and chips.image.shape == (12, 13, 64, 64) and sorted(set(chips.split)) == [
+        "test", "train", "val"
+    ]  # fmt: skip
+    assert chips.label.sum() == 6 * 24 * 24  # masks read from factors/DEM/<region>/labels
+    cfg = study_preset(encoder="tiny", decoder_dim=16, epochs=1, batch_size=4, chips_per_epoch=8, device="cpu")
+    log = []
+    res = manifest_transfer([str(m2023), str(m2024)], "year", cfg, train_value="2023", workdir=str(tmp_path / "w"),
+                            log=log.append)  # fmt: skip
+    assert any("3 of 12 shared locations held out" in m for m in log)  # one per region, every place matched
+    assert [r["fold"] for r in res.rows] == ["2023 → 2024 (held-out locations)"] and res.rows[0]["chips"] == 3
+    assert len(stub_fit) == 1 and 0 <= res.rows[0]["overall_accuracy"] <= 1
+    # The same from the toolbox: the second year's manifest in its own field.
+    import processing
+    from qgis.core import QgsProcessingException
+
+    quick = {"TRAIN_VALUE": "2023", "EPOCHS": 1, "CHIPS_PER_EPOCH": 8, "DEVICE": 1, "OUTPUT": "memory:"}
+    out = processing.run("rtsfusion:temporaltransfer", {"MANIFEST": str(m2023), "OTHER_MANIFEST": str(m2024), **quick})
+    assert [f["fold"] for f in out["OUTPUT"].getFeatures()] == ["2023 → 2024 (held-out locations)"]
+    with pytest.raises(QgsProcessingException, match="joined to a chip manifest"):
+        processing.run("rtsfusion:temporaltransfer", {"OTHER_MANIFEST": str(m2024), **quick})
 
 
 def test_the_authors_zenodo_layout_trains_and_evaluates_as_it_is(tmp_path):
