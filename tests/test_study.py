@@ -54,6 +54,11 @@ def test_small_model_study_produces_its_table(training_stack, tmp_path, stub_fit
     assert [r["model"] for r in res.rows] == [r.label for r in runs] and not res.canceled
     assert all(finite_scores(r) for r in res.rows)
     assert [r["bands"] for r in res.rows] == [13, 3, 13] and all(r["params"] > 0 for r in res.rows)
+    # The study's own conventions beside ours, in every row and in the summary.
+    for r in [*res.rows, *res.summary]:
+        assert all(0 <= r[k] <= 1 for k in ("f1_study", "macro_f1_study", "overall_accuracy"))
+        assert math.isnan(r["object_f1_chips"]) or 0 <= r["object_f1_chips"] <= 1  # the stub keeps no object counts
+    assert res.rows[2]["vs_study"] == "as the study"  # FusionSA-SegFormer on 13 bands: random start, as theirs
     assert [s["rank"] for s in res.summary] == [1, 2, 3]
     assert [s["f1"] for s in res.summary] == sorted((s["f1"] for s in res.summary), reverse=True)
     assert seen and max(seen) <= 100 and seen[-1] > 60
@@ -144,6 +149,7 @@ def test_spatial_transfer_leaves_each_region_out(region_scene, tmp_path, stub_fi
     assert math.isclose(res.rows[3]["f1"], np.mean([r["f1"] for r in res.rows[:3]]), abs_tol=1e-3)
     assert len(stub_fit) == 3  # one fit per fold
     assert all(0 <= r["object_f1_chips"] <= 1 for r in res.rows)  # the study's object count, per held-out region
+    assert all(0 <= r["overall_accuracy"] <= 1 for r in res.rows)  # OA next to F1, as the study reports transfer
 
 
 def test_other_years_are_scored_on_test_chips_only(region_scene):

@@ -290,11 +290,20 @@ def test_the_authors_two_year_manifests_transfer_as_they_are(provider, tmp_path,
         processing.run("rtsfusion:temporaltransfer", {"OTHER_MANIFEST": str(m2024), **quick})
 
 
-def test_the_authors_zenodo_layout_trains_and_evaluates_as_it_is(tmp_path):
+def test_the_authors_zenodo_layout_trains_and_evaluates_as_it_is(tmp_path, monkeypatch):
     from rts_fusion.core.errors import RtsFusionError
     from rts_fusion.core.features import PAPER
+    from rts_fusion.models import train as train_module
     from rts_fusion.models.data import load_manifest
     from rts_fusion.models.train import train_from_manifest
+
+    ranges = []  # the augmentation ranges the training loop passes on
+
+    def recording(*args, **kwargs):
+        ranges.append((kwargs.get("ratio"), kwargs.get("rot90_p")))
+        return augment(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "augment", recording)
 
     manifest = write_zenodo_layout(tmp_path)
     chips = load_manifest(str(manifest))
@@ -310,6 +319,7 @@ def test_the_authors_zenodo_layout_trains_and_evaluates_as_it_is(tmp_path):
     assert {"f1", "macro_f1", "overall_accuracy"} <= set(card.metrics.test_study)
     assert len(card.metrics.test_chips) == 3  # per-chip counts kept for bootstrap intervals
     assert card.metrics.test_objects["connectivity"] == 8  # the study's object counts kept beside the pixel scores
+    assert ranges and set(ranges) == {((0.9, 1.1), 0.5)}  # the preset's crop aspect and quarter-turn chance
 
     # Their split spellings are accepted; an unknown one or a missing file is named, never guessed.
     text = manifest.read_text(encoding="utf-8")
