@@ -39,10 +39,13 @@ PEEL_FEATURES = ("RED", "GREEN", "BLUE", "NIR", "NDVI")
 METHODS = ("training statistics", "per-chip min–max (study)", "per-scene standardisation")
 
 
-def synthetic_case(folder: Path, size: int, regions: int, seed: int = 42) -> dict:
+def synthetic_case(folder: Path, size: int, regions: int, seed: int = 42, slump_density: float = 1.0) -> dict:
     """The multi-region sample scene fused with the extended preset."""
-    scene, stack = sample_stack(folder, size, seed, regions)
-    return {"name": f"synthetic, {regions} regions, {size} px", "stack": stack, "inventory": scene.slumps,
+    scene, stack = sample_stack(folder, size, seed, regions, slump_density)
+    name = f"synthetic, {regions} regions, {size} px" + (
+        f", slump density {slump_density:g}" if slump_density != 1 else ""
+    )
+    return {"name": name, "stack": stack, "inventory": scene.slumps,
             "regions": str(Path(scene.slumps).parent / "regions.gpkg"), "field": "region"}  # fmt: skip
 
 
@@ -208,6 +211,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--size", type=int, default=384, help="synthetic scene side (px)")
     parser.add_argument("--regions", type=int, default=3)
+    parser.add_argument("--slump-density", type=float, default=1.0, help="of the synthetic scene (see model_study)")
     parser.add_argument("--no-peel", action="store_true")
     parser.add_argument("--no-synthetic", action="store_true")
     parser.add_argument("--name", default="normalisation", help="results name in bench/results")
@@ -221,7 +225,9 @@ def main() -> None:
                       device="cpu", split="random")  # fmt: skip
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="normalisation_"))
-    cases = [] if args.no_synthetic else [synthetic_case(tmp, args.size, args.regions)]
+    cases = (
+        [] if args.no_synthetic else [synthetic_case(tmp, args.size, args.regions, slump_density=args.slump_density)]
+    )
     if not args.no_peel:
         peel = peel_case(tmp)
         if peel is None:
