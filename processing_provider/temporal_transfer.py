@@ -119,7 +119,9 @@ class TemporalTransferAlgorithm(RtsAlgorithm):
         manifest = self.parameterAsFile(parameters, self.MANIFEST, context)
         other = self.parameterAsFile(parameters, self.OTHER_MANIFEST, context)
         if other and not manifest:
-            raise QgsProcessingException("The other years' manifest is joined to a chip manifest: give that too.")
+            raise QgsProcessingException(
+                "'Manifest: other years' chip manifest' is joined to a chip manifest: give 'Or: chip manifest' too."
+            )
         if manifest:
             manifest = [manifest, other] if other else manifest
             train_value = self.parameterAsString(parameters, self.TRAIN_VALUE, context).strip()
