@@ -7,8 +7,8 @@ from __future__ import annotations
 
 # Spatial transfer between the real Peel clip's halves by normalisation (bench/results/normalisation_peel.md).
 PEEL_FIGURES = (
-    "F1 0.48 with training statistics, 0.49 per-scene (seeds' spread 0.47–0.51), 0.14 per-chip min–max (mean over "
-    "both directions and two seeds)"
+    "F1 0.49 with training statistics, 0.48 per-scene (seeds' spreads 0.45–0.61 and 0.44–0.54), 0.12 per-chip "
+    "min–max (mean over both directions and six seeds)"
 )
 STUDY_EPOCHS_FUSED = 400
 STUDY_EPOCHS_BASELINE = 200
