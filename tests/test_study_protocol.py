@@ -174,29 +174,45 @@ REGIONS = ("中1区域数据集", "北2区域数据集", "北3区域数据集")
 
 
 def write_zenodo_layout(root, year="2023", chip=64, per_region=4):
-    """A tiny dataset exactly as the authors' Zenodo archive lays it out, with their split manifest."""
+    """A tiny dataset exactly as the authors' Zenodo archive lays it out.
+
+    2023: chips under factors/光学遥感/<region>/{images,labels}/000000000151.tif and their split manifest
+    (manifest_2023_split_837_179_179.csv, stem column 151, masks 0/255). 2024: optical/img/<区域>_<stem>.tif,
+    masks under factors/DEM/<region>/labels, stems written in full (000000000151), no split column, masks 0/1,
+    slumps a little larger.
+    """
     import csv
 
     import rasterio
 
-    rng = np.random.default_rng(3)
+    later = year == "2024"
+    rng = np.random.default_rng(4 if later else 3)
     rows, splits = [], ["train", "train", "val", "test"]
     for region in REGIONS:
         for k in range(per_region):
-            stem = str(151 + 7 * k)
-            name = f"{int(stem):012d}.tif"  # their files: 000000000151.tif, stem column 151
+            number = f"{151 + 7 * k:012d}"  # their files: 000000000151.tif
+            stem = number if later else str(151 + 7 * k)
             mask = np.zeros((chip, chip), np.uint8)
             if k % 2 == 0:
-                mask[10:30, 20:40] = 255
+                if later:
+                    mask[8:32, 18:42] = 1
+                else:
+                    mask[10:30, 20:40] = 255
             rgb = rng.integers(0, 256, (3, chip, chip), dtype=np.uint8)
             rgb[:, mask > 0] //= 3  # slumps darker: something to learn
-            files = {
-                "optical_path": (f"data/{year}/factors/光学遥感/{region}/images/{name}", rgb),
-                "mask_path": (f"data/{year}/factors/光学遥感/{region}/labels/{name}", mask[None]),
-            }
+            if later:
+                files = {
+                    "optical_path": (f"data/2024/optical/img/{region.removesuffix('数据集')}_{number}.tif", rgb),
+                    "mask_path": (f"data/2024/factors/DEM/{region}/labels/{number}.tif", mask[None]),
+                }
+            else:
+                files = {
+                    "optical_path": (f"data/{year}/factors/光学遥感/{region}/images/{number}.tif", rgb),
+                    "mask_path": (f"data/{year}/factors/光学遥感/{region}/labels/{number}.tif", mask[None]),
+                }
             for f in STUDY_FACTORS:
                 arr = rng.normal(100, 10, (1, chip, chip)).astype(np.float32) + (mask > 0) * 20.0
-                files[f] = (f"data/{year}/factors/{f}/{region}/images/{name}", arr)
+                files[f] = (f"data/{year}/factors/{f}/{region}/images/{number}.tif", arr)
             row = {"year": year, "region": region, "stem": stem}
             for col, (rel, arr) in files.items():
                 path = root / rel
@@ -205,55 +221,15 @@ def write_zenodo_layout(root, year="2023", chip=64, per_region=4):
                                    dtype=arr.dtype.name) as dst:  # fmt: skip
                     dst.write(arr)
                 row[col] = rel
-            row["split"] = splits[k % len(splits)]
+            if not later:
+                row["split"] = splits[k % len(splits)]
             rows.append(row)
-    manifest = root / "data" / "manifests" / "manifest_2023_split_837_179_179.csv"
+    name = "manifest_2024.csv" if later else "manifest_2023_split_837_179_179.csv"
+    manifest = root / "data" / "manifests" / name
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["year", "region", "stem", "optical_path", "mask_path", *STUDY_FACTORS, "split"]
+    columns = ["year", "region", "stem", "optical_path", "mask_path", *STUDY_FACTORS, *([] if later else ["split"])]
     with open(manifest, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
-
-
-def write_zenodo_2024(root, chip=64, per_region=4):
-    """The same places in the authors' 2024 layout: optical/img/<区域>_<stem>.tif, masks under factors/DEM/<region>/
-    labels, stems written in full (000000000151), no split column; slumps a little larger than in 2023."""
-    import csv
-
-    import rasterio
-
-    rng = np.random.default_rng(4)
-    rows = []
-    for region in REGIONS:
-        for k in range(per_region):
-            stem = f"{151 + 7 * k:012d}"
-            mask = np.zeros((chip, chip), np.uint8)
-            if k % 2 == 0:
-                mask[8:32, 18:42] = 1
-            rgb = rng.integers(0, 256, (3, chip, chip), dtype=np.uint8)
-            rgb[:, mask > 0] //= 3
-            files = {
-                "optical_path": (f"data/2024/optical/img/{region.removesuffix('数据集')}_{stem}.tif", rgb),
-                "mask_path": (f"data/2024/factors/DEM/{region}/labels/{stem}.tif", mask[None]),
-            }
-            for f in STUDY_FACTORS:
-                arr = rng.normal(100, 10, (1, chip, chip)).astype(np.float32) + (mask > 0) * 20.0
-                files[f] = (f"data/2024/factors/{f}/{region}/images/{stem}.tif", arr)
-            row = {"year": "2024", "region": region, "stem": stem}
-            for col, (rel, arr) in files.items():
-                path = root / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with rasterio.open(path, "w", driver="GTiff", width=chip, height=chip, count=arr.shape[0],
-                                   dtype=arr.dtype.name) as dst:  # fmt: skip
-                    dst.write(arr)
-                row[col] = rel
-            rows.append(row)
-    manifest = root / "data" / "manifests" / "manifest_2024.csv"
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    with open(manifest, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["year", "region", "stem", "optical_path", "mask_path", *STUDY_FACTORS])
         writer.writeheader()
         writer.writerows(rows)
     return manifest
@@ -266,7 +242,7 @@ def test_the_authors_two_year_manifests_transfer_as_they_are(provider, tmp_path,
     from rts_fusion.models.data import load_manifest
     from rts_fusion.models.study import manifest_transfer
 
-    m2023, m2024 = write_zenodo_layout(tmp_path), write_zenodo_2024(tmp_path)
+    m2023, m2024 = write_zenodo_layout(tmp_path), write_zenodo_layout(tmp_path, "2024")
     chips = load_manifest(str(m2024))  # the 2024 layout alone: no split column, so a seeded random split
     assert chips.bands == PAPER and chips.image.shape == (12, 13, 64, 64) and sorted(set(chips.split)) == [
         "test", "train", "val"
