@@ -22,7 +22,8 @@ Full-budget runs (--epochs 20 --chips-per-epoch 128 --seeds 0 1 2, this 2-core m
 - the defaults, --size 1536 --slump-density 2, all twelve (model_study.md, 42 min): 49 of 176 test chips hold a
   slump. FusionSA-SegFormer (F1 0.970, 95 % CI 0.965-0.975) and the study's SegFormer baseline (0.969,
   0.963-0.975) share ranks 1-2 (P(best) 0.73 / 0.27); no other model ranks first in any resample; FCN and
-  DeepLabV3+ rank last.
+  DeepLabV3+ rank last. The two leaders over six seeds (--architectures segformer_study --seeds 0 1 2 3 4 5
+  --name model_study_top2, 17.5 min): a tie, both F1 0.966, P(best) 0.47 / 0.53.
 - density 1 (the plain sample scene's slumps, which crowd the shores of a few large lakes): --size 1536 with seven
   of the twelve (model_study_1536.md, 25 min) had 15 slump chips in the test area, --size 2048 with all twelve
   (model_study_2048.md, 57 min) only 7, and their rankings disagreed (FusionSA-SegFormer first in every resample
