@@ -220,9 +220,7 @@ def random_split(scene: Scene, chip: int, fractions: tuple[float, float], seed: 
         "test": [positions[i] for i in order[n_val : n_val + n_test]],
         "train": [positions[i] for i in order[n_val + n_test :]],
     }
-    region = np.zeros((h, w), dtype=bool)
-    for r, c in chips["train"]:
-        region[r : r + chip, c : c + chip] = True
+    region = chip_cover(chips["train"], chip, (h, w))
     report = {
         "method": "random",
         "chips": {k: len(v) for k, v in chips.items()},
@@ -232,14 +230,19 @@ def random_split(scene: Scene, chip: int, fractions: tuple[float, float], seed: 
     return Split(chips, region & scene.valid, report)
 
 
+def chip_cover(corners: list[tuple[int, int]], chip: int, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean mask of shape: True on every pixel of a chip with one of these top-left corners."""
+    cover = np.zeros(shape, dtype=bool)
+    for r, c in corners:
+        cover[r : r + chip, c : c + chip] = True
+    return cover
+
+
 def split_overlap(chips: dict[str, list[tuple[int, int]]], chip: int, shape: tuple[int, int]) -> int:
     """Number of pixels covered by chips of more than one split."""
     owners = np.zeros(shape, dtype=np.uint8)
     for bit, name in enumerate(SPLITS):
-        cover = np.zeros(shape, dtype=bool)
-        for r, c in chips.get(name, []):
-            cover[r : r + chip, c : c + chip] = True
-        owners += cover.astype(np.uint8) << bit
+        owners += chip_cover(chips.get(name, []), chip, shape).astype(np.uint8) << bit
     shared = (owners != 0) & (owners & (owners - 1) != 0)  # more than one bit set
     return int(shared.sum())
 

@@ -37,7 +37,15 @@ from ..core.labels import require_overlap
 from ..core.metrics import confusion, object_scores, summarize
 from ..core.vector import open_layer
 from .card import ModelCard
-from .data import MANIFEST_FIXED, _resolve, auto_blocked_split, load_manifest, load_scene, random_split
+from .data import (
+    MANIFEST_FIXED,
+    _resolve,
+    auto_blocked_split,
+    chip_cover,
+    load_manifest,
+    load_scene,
+    random_split,
+)
 from .device import resolve_device
 from .importance import predict_area, read_area
 from .package import load_package
@@ -396,14 +404,10 @@ def held_out_locations(
     else:
         split = random_split(scene, chip, fractions, cfg.seed)
 
-    def cover(names: tuple[str, ...]) -> np.ndarray:
-        m = np.zeros(scene.label.shape, bool)
-        for name in names:
-            for r, c in split.chips[name]:
-                m[r : r + chip, c : c + chip] = True
-        return m
+    def cover(*names: str) -> np.ndarray:
+        return chip_cover([rc for name in names for rc in split.chips[name]], chip, scene.label.shape)
 
-    mask = cover(("test",)) & ~cover(("train", "val")) & scene.valid
+    mask = cover("test") & ~cover("train", "val") & scene.valid
     if not mask.any():
         raise RtsFusionError(
             "The training split holds out no location that no training chip covers, so the other years cannot "

@@ -154,16 +154,13 @@ def test_spatial_transfer_leaves_each_region_out(region_scene, tmp_path, stub_fi
 
 def test_other_years_are_scored_on_test_chips_only(region_scene):
     """Held-out locations: test chips only, never a pixel of a training or a validation chip (those pick the epoch)."""
-    from rts_fusion.models.data import auto_blocked_split, load_scene
+    from rts_fusion.models.data import auto_blocked_split, chip_cover, load_scene
     from rts_fusion.models.study import held_out_locations
 
     stack, slumps, _ = region_scene
     mask, n = held_out_locations(stack, slumps, QUICK, PAPER)
     split, _ = auto_blocked_split(load_scene(stack, slumps, PAPER), 64, 0, (QUICK.val_fraction, QUICK.test_fraction), 0)
-    cover = {name: np.zeros(mask.shape, bool) for name in ("train", "val", "test")}
-    for name, chips in split.chips.items():
-        for r, c in chips:
-            cover[name][r : r + 64, c : c + 64] = True
+    cover = {name: chip_cover(chips, 64, mask.shape) for name, chips in split.chips.items()}
     assert n == len(split.chips["test"]) > 0 and mask.any()
     assert not (mask & (cover["train"] | cover["val"])).any() and not (mask & ~cover["test"]).any()
 
