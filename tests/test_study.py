@@ -105,13 +105,13 @@ def test_regions_of_the_sample_differ_and_split(region_scene, tmp_path):
 def _slumps_and_water(scene):
     """The scene's slump mask and open-water mask (dark NIR) on its optical grid."""
     import rasterio
-    from rasterio.features import rasterize
-    from rts_fusion.core.vector import read_polygons
+    from rts_fusion.core.grid import TargetGrid
+    from rts_fusion.core.labels import rasterize_polygons
     from scipy import ndimage
 
     with rasterio.open(scene.optical) as ds:
-        shapes = [({"type": "Polygon", "coordinates": [list(r) for r in p]}, 1) for p in read_polygons(scene.slumps)]
-        slumps = rasterize(shapes, (ds.height, ds.width), transform=ds.transform).astype(bool)
+        grid = TargetGrid(ds.crs.to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
+        slumps = rasterize_polygons(scene.slumps, grid).astype(bool)
         water = ndimage.binary_opening(ds.read(4) < 300)  # NIR reflectance × 10 000: water below 0.03
     return slumps, water
 
